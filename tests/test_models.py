@@ -1,0 +1,176 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from course_lib.models import (
+    GPT,
+    EncoderDecoder,
+    EncoderModel,
+    GPTConfig,
+    load_pretrained,
+    mlm_mask,
+    sample_next,
+    sinusoidal_positions,
+)
+
+SMALL = dict(vocab_size=50, block_size=16, n_layer=2, n_head=4, d_model=32)
+
+
+def test_gpt_shapes_and_loss():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL))
+    idx = torch.randint(0, 50, (3, 10))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 10, 50)
+    # an untrained model predicts close to uniform: loss near ln(vocab)
+    assert abs(loss.item() - torch.log(torch.tensor(50.0)).item()) < 0.3
+
+
+def test_gpt_is_causal():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    a = torch.randint(0, 50, (1, 12))
+    b = a.clone()
+    b[0, 8:] = (b[0, 8:] + 1) % 50                        # change only the future
+    la, _ = model(a)
+    lb, _ = model(b)
+    torch.testing.assert_close(la[:, :8], lb[:, :8])
+    assert not torch.allclose(la[:, 8:], lb[:, 8:])
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+@pytest.mark.parametrize("pos_emb", ["learned", "sinusoidal"])
+def test_cached_generation_equals_uncached(n_kv_head, pos_emb):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, n_kv_head=n_kv_head, pos_emb=pos_emb)).eval()
+    prompt = torch.randint(0, 50, (2, 5))
+    # greedy, and past block_size (16) so the sliding window is exercised
+    a = model.generate(prompt, 20, temperature=0, use_cache=True)
+    b = model.generate(prompt, 20, temperature=0, use_cache=False)
+    assert torch.equal(a, b)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    s1 = model.generate(prompt, 8, temperature=1.0, top_k=10, use_cache=True, generator=g1)
+    s2 = model.generate(prompt, 8, temperature=1.0, top_k=10, use_cache=False, generator=g2)
+    assert torch.equal(s1, s2)
+
+
+def test_sample_next_filters():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]])
+    assert sample_next(logits, temperature=0).item() == 0
+    g = torch.Generator().manual_seed(0)
+    picks = {sample_next(logits, top_k=2, generator=g).item() for _ in range(200)}
+    assert picks == {0, 1}
+    # top_p = 0.5: token 0 alone has probability 0.64 > 0.5, so only it survives
+    picks = {sample_next(logits, top_p=0.5, generator=g).item() for _ in range(100)}
+    assert picks == {0}
+    picks = {sample_next(logits, top_p=0.9, generator=g).item() for _ in range(300)}
+    assert picks == {0, 1, 2}      # 0.64 + 0.24 = 0.88 < 0.9, so token 2 is needed too
+    for bad in (dict(temperature=-1), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)):
+        with pytest.raises(ValueError):
+            sample_next(logits, **bad)
+
+
+def test_sinusoidal_positions():
+    t = sinusoidal_positions(10, 8)
+    assert t.shape == (10, 8)
+    torch.testing.assert_close(t[0], torch.tensor([0.0, 1.0] * 4))
+    torch.testing.assert_close(t[3, 0], torch.sin(torch.tensor(3.0)))
+
+
+def test_encoder_is_bidirectional_and_padding_is_ignored():
+    torch.manual_seed(0)
+    enc = EncoderModel(GPTConfig(**SMALL), n_classes=3).eval()
+    a = torch.randint(0, 50, (1, 8))
+    b = a.clone()
+    b[0, 7] = (b[0, 7] + 1) % 50
+    assert not torch.allclose(enc(a)[0][:, 0], enc(b)[0][:, 0])  # the first sees the last
+    pad = torch.tensor([[True] * 6 + [False] * 2])
+    la, _ = enc.classify(a, pad)
+    lb, _ = enc.classify(b, pad)
+    torch.testing.assert_close(la, lb)                              # changed token is padding
+    logits, loss = enc.classify(a, pad, labels=torch.tensor([2]))
+    assert logits.shape == (1, 3) and loss.item() > 0
+    with pytest.raises(ValueError, match="n_classes"):
+        EncoderModel(GPTConfig(**SMALL)).classify(a)
+
+
+def test_mlm_mask_80_10_10():
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(5, 100, (200, 100), generator=g)
+    inputs, targets = mlm_mask(idx, mask_id=0, vocab_size=100, prob=0.15, generator=g)
+    chosen = targets != -100
+    frac = chosen.float().mean().item()
+    assert 0.14 < frac < 0.16
+    assert torch.equal(targets[chosen], idx[chosen])
+    masked = (inputs[chosen] == 0).float().mean().item()
+    kept = (inputs[chosen] == idx[chosen]).float().mean().item()
+    assert 0.78 < masked < 0.82 and 0.09 < kept < 0.12      # kept includes random == original
+    assert torch.equal(inputs[~chosen], idx[~chosen])
+    with pytest.raises(ValueError, match="prob"):
+        mlm_mask(idx, 0, 100, prob=1.5)
+
+
+def test_encoder_decoder_shapes_and_generate():
+    torch.manual_seed(0)
+    model = EncoderDecoder(GPTConfig(**SMALL)).eval()
+    src = torch.randint(3, 50, (2, 7))
+    tgt = torch.randint(3, 50, (2, 5))
+    logits, loss = model(src, tgt, targets=tgt)
+    assert logits.shape == (2, 5, 50) and loss.item() > 0
+    out = model.generate(src, bos_id=1, eos_id=2, max_new_tokens=6)
+    assert out.shape[0] == 2 and out.shape[1] <= 7 and (out[:, 0] == 1).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(SMALL, d_model=30), "must divide d_model"),
+    (dict(SMALL, n_kv_head=3), "must divide n_head"),
+    (dict(SMALL, vocab_size=0), "vocab_size"),
+    (dict(SMALL, pos_emb="rope"), "pos_emb"),
+    (dict(SMALL, dropout=1.0), "dropout"),
+])
+def test_config_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GPTConfig(**kwargs)
+
+
+def test_model_bad_input():
+    model = GPT(GPTConfig(**SMALL))
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(torch.zeros(1, 4))
+    with pytest.raises(ValueError, match=r"\[0, 50\)"):
+        model(torch.tensor([[0, 50]]))
+
+
+def test_load_pretrained_tiny_gpt():
+    model = load_pretrained("tiny-gpt")
+    assert not model.training
+    assert model.meta["n_params"] == sum(p.numel() for p in model.parameters())
+    tok = model.tokenizer
+    prompt = torch.tensor([tok.encode("Once upon a time, there was")])
+    text = tok.decode(model.generate(prompt, 30, temperature=0)[0].tolist())
+    assert text.startswith("Once upon a time, there was")
+    assert " named " in text                   # it learned the grammar's first sentence
+    assert model.meta["val_loss"] < 0.6 * model.meta["unigram_val_loss"]
+
+
+def test_load_pretrained_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown model"):
+        load_pretrained("gpt-5")
+    with pytest.raises(ValueError, match="missing.*python -m course_lib.train --preset tiny-gpt"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+    from course_lib.models import WEIGHTS_DIR
+    for f in WEIGHTS_DIR.glob("tiny-gpt*"):
+        shutil.copy(f, tmp_path / f.name)
+    load_pretrained("tiny-gpt", weights_dir=tmp_path)          # an intact copy loads
+    w = tmp_path / "tiny-gpt.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF                                             # flip one byte
+    w.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupted.*--preset tiny-gpt"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+    meta = json.loads((tmp_path / "tiny-gpt.json").read_text())
+    assert len(meta["sha256"]) == 64
