@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: no ipywidgets needed in a notebook
 
 from . import data
 from .models import GPT, WEIGHTS_DIR, GPTConfig, config_dict, sha256_file
