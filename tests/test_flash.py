@@ -1,0 +1,311 @@
+"""course_lib.flash held against torch's scaled_dot_product_attention and the core attention."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import flash
+
+ATOL = 1e-5
+
+
+def _qkv(*batch, n_q, n_k=None, d=16, d_v=None, kv_heads=None, seed=0, dtype=torch.float32):
+    n_k = n_q if n_k is None else n_k
+    gen = torch.Generator().manual_seed(seed)
+    kv_batch = batch if kv_heads is None else (*batch[:-1], kv_heads)
+    q = torch.randn(*batch, n_q, d, generator=gen, dtype=dtype)
+    k = torch.randn(*kv_batch, n_k, d, generator=gen, dtype=dtype)
+    v = torch.randn(*kv_batch, n_k, d_v or d, generator=gen, dtype=dtype)
+    return q, k, v
+
+
+def _reference(q, k, v, causal):
+    """Standard attention that materialises the n_q x n_k matrix (queries = last n_q)."""
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if causal:
+        keep = torch.ones(n_q, n_k, dtype=torch.bool).tril(n_k - n_q)
+        scores = scores.masked_fill(~keep, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _torch_sdpa(q, k, v, causal, **kw):
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    if causal and n_q != n_k:  # torch's is_causal aligns top-left; we align bottom-right
+        keep = torch.ones(n_q, n_k, dtype=torch.bool).tril(n_k - n_q)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, **kw)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, **kw)
+
+
+# ------------------------------------------------------------------ online softmax
+def test_online_softmax_equals_softmax_and_tracks_running_max_and_sum():
+    x = torch.tensor([[1.0, 3.0, -2.0, 7.0, 0.5, 7.5, 2.0]])
+    probs, history = flash.online_softmax(x, block_size=3)
+    torch.testing.assert_close(probs, torch.softmax(x, -1), atol=1e-7, rtol=0)
+    assert len(history) == 3
+    m_final, l_final = history[-1]
+    assert m_final.item() == 7.5
+    assert math.isclose(l_final.item(), torch.exp(x - 7.5).sum().item(), rel_tol=1e-6)
+    # After the first block the running max is that block's max, 3.0.
+    assert history[0][0].item() == 3.0
+
+
+def test_online_softmax_survives_large_logits():
+    x = torch.tensor([1000.0, 1001.0, 999.0, 1002.0])
+    probs, _ = flash.online_softmax(x, 1)
+    assert torch.isfinite(probs).all()
+    torch.testing.assert_close(probs, torch.softmax(x, -1))
+
+
+# ------------------------------------------------------------------ forward exactness
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "n_q,n_k,block_q,block_k",
+    [
+        (64, 64, 16, 16),  # divisible
+        (100, 100, 32, 24),  # not divisible by either block
+        (1, 1, 64, 64),  # length 1
+        (1, 77, 8, 16),  # one query against a cache of 77 keys (decoding)
+        (37, 130, 16, 32),  # fewer queries than keys: queries are the last 37 positions
+        (50, 50, 128, 128),  # blocks larger than the sequence
+        (33, 33, 1, 1),  # 1 x 1 tiles
+    ],
+)
+def test_flash_matches_torch_sdpa_and_reference(causal, n_q, n_k, block_q, block_k):
+    q, k, v = _qkv(2, 3, n_q=n_q, n_k=n_k, d=16, d_v=8)
+    out = flash.flash_attention(q, k, v, causal=causal, block_q=block_q, block_k=block_k)
+    assert out.shape == (2, 3, n_q, 8)
+    torch.testing.assert_close(out, _torch_sdpa(q, k, v, causal), atol=ATOL, rtol=0)
+    torch.testing.assert_close(out, _reference(q, k, v, causal), atol=ATOL, rtol=0)
+
+
+def test_flash_matches_core_attention_with_core_causal_mask():
+    attention = pytest.importorskip("course_lib.attention")
+    q, k, v = _qkv(2, 4, n_q=45, n_k=70, d=32)
+    expected, _ = attention.scaled_dot_product_attention(
+        q, k, v, mask=attention.causal_mask(45, 70)
+    )
+    out = flash.flash_attention(q, k, v, causal=True, block_q=16, block_k=16)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=0)
+
+
+def test_unbatched_2d_input_and_custom_scale():
+    q, k, v = _qkv(n_q=20, n_k=30, d=8)
+    out = flash.flash_attention(q, k, v, block_q=7, block_k=9, scale=0.3)
+    expected = F.scaled_dot_product_attention(q, k, v, scale=0.3)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=0)
+
+
+def test_queries_that_see_no_key_get_zeros():
+    q, k, v = _qkv(1, n_q=10, n_k=4, d=8)  # causal, 10 queries ending at position 3
+    out = flash.flash_attention(q, k, v, causal=True, block_q=4, block_k=4)
+    assert torch.isfinite(out).all()
+    assert (out[:, :6] == 0).all()  # queries at positions -6..-1 see nothing
+    torch.testing.assert_close(out[:, 6:], _reference(q[:, 6:], k, v, True), atol=ATOL, rtol=0)
+
+
+def test_bf16_input_accumulates_in_fp32():
+    q, k, v = _qkv(2, 2, n_q=70, d=32, dtype=torch.bfloat16)
+    out = flash.flash_attention(q, k, v, causal=True, block_q=16, block_k=16)
+    assert out.dtype == torch.bfloat16
+    expected = _reference(q.float(), k.float(), v.float(), True)
+    torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=0)
+
+
+# ------------------------------------------------------------------ backward
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_q,n_k", [(45, 45), (20, 53), (1, 9)])
+def test_gradients_match_autograd_through_standard_attention(causal, n_q, n_k):
+    q, k, v = _qkv(2, 2, n_q=n_q, n_k=n_k, d=16)
+    d_out = torch.randn(2, 2, n_q, 16, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fn in (
+        lambda a, b, c: flash.flash_attention(a, b, c, causal=causal, block_q=16, block_k=8),
+        lambda a, b, c: _reference(a, b, c, causal),
+    ):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        fn(*leaves).backward(d_out)
+        grads.append([t.grad for t in leaves])
+    for ours, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, expected, atol=ATOL, rtol=0)
+
+
+def test_gradcheck_in_float64_with_gqa_and_causal():
+    q, k, v = _qkv(1, 4, n_q=7, n_k=9, d=4, kv_heads=2, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: flash.flash_attention(a, b, c, causal=True, block_q=3, block_k=4),
+        inputs,
+    )
+
+
+def test_backward_saves_no_quadratic_tensor():
+    q, k, v = (t.requires_grad_() for t in _qkv(1, 1, n_q=256, d=8))
+    out = flash.flash_attention(q, k, v, block_q=32, block_k=32)
+    saved = out.grad_fn.saved_tensors
+    largest = max(t.numel() for t in saved)
+    assert largest <= 256 * 8  # q, k, v, out and the (256,) logsumexp: O(n d), never n^2
+
+
+# ------------------------------------------------------------------ GQA / MQA
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])  # MQA, GQA, MHA with 4 query heads... x2
+def test_gqa_and_mqa_match_torch_enable_gqa(kv_heads):
+    q, k, v = _qkv(2, 8, n_q=40, d=16, kv_heads=kv_heads)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = flash.flash_attention(*leaves, causal=True, block_q=16, block_k=16)
+    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    expected = F.scaled_dot_product_attention(*ref_leaves, is_causal=True, enable_gqa=True)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=0)
+    out.sum().backward()
+    expected.sum().backward()
+    for ours, theirs in zip(leaves, ref_leaves, strict=True):
+        assert ours.grad.shape == theirs.grad.shape
+        torch.testing.assert_close(ours.grad, theirs.grad, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 4])
+def test_core_multihead_attention_gqa_matches_torch_sdpa(n_kv_heads):
+    attention = pytest.importorskip("course_lib.attention")
+    torch.manual_seed(0)
+    mha = attention.MultiHeadAttention(32, 4, n_kv_heads=n_kv_heads).eval()
+    x = torch.randn(2, 11, 32)
+    b, t, _ = x.shape
+    q = mha.q_proj(x).view(b, t, 4, 8).transpose(1, 2)  # (B, nh, T, hd)
+    k = mha.k_proj(x).view(b, t, n_kv_heads, 8).transpose(1, 2)  # (B, nkv, T, hd)
+    v = mha.v_proj(x).view(b, t, n_kv_heads, 8).transpose(1, 2)
+    heads = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    expected = mha.out_proj(heads.transpose(1, 2).reshape(b, t, 32))
+    with torch.no_grad():
+        ours = mha(x, mask=attention.causal_mask(t))
+        torch.testing.assert_close(ours, expected, atol=ATOL, rtol=0)
+        flash_heads = flash.flash_attention(q, k, v, causal=True, block_q=4, block_k=4)
+        torch.testing.assert_close(flash_heads, heads, atol=ATOL, rtol=0)
+
+
+# ------------------------------------------------------------------ KV cache in the model
+def test_cached_decoding_equals_uncached_token_for_token():
+    models = pytest.importorskip("course_lib.models")
+    torch.manual_seed(0)
+    cfg = models.GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=4, d_model=32,
+                           n_kv_head=2)
+    model = models.GPT(cfg).eval()
+    prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(0))
+    outs = []
+    for use_cache in (True, False):
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            outs.append(model.generate(prompt, 30, temperature=1.0, use_cache=use_cache,
+                                       generator=gen))
+    assert outs[0].shape == (2, 35)
+    assert torch.equal(outs[0], outs[1])
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("bad", [0, -4, 1.5, "64", True, None])
+def test_bad_block_sizes_raise(bad):
+    q, k, v = _qkv(1, n_q=8, d=4)
+    with pytest.raises(ValueError, match="block_q"):
+        flash.flash_attention(q, k, v, block_q=bad)
+    with pytest.raises(ValueError, match="block_k"):
+        flash.flash_attention(q, k, v, block_k=bad)
+
+
+@pytest.mark.parametrize(
+    "shapes,match",
+    [
+        (((8,), (8, 4), (8, 4)), "rank"),
+        (((8, 4), (8, 5), (8, 5)), "head dims"),
+        (((2, 8, 4), (3, 8, 4), (3, 8, 4)), "batch dims"),
+        (((8, 4), (9, 4), (8, 4)), "k and v"),
+        (((1, 6, 8, 4), (1, 4, 8, 4), (1, 4, 8, 4)), "multiple"),
+        (((2, 8, 4), (8, 4), (8, 4)), "same rank"),
+        (((8, 4), (0, 4), (0, 4)), "at least one"),
+    ],
+)
+def test_bad_shapes_raise(shapes, match):
+    q, k, v = (torch.zeros(s) for s in shapes)
+    with pytest.raises(ValueError, match=match):
+        flash.flash_attention(q, k, v)
+
+
+def test_non_tensor_and_integer_inputs_raise():
+    q = torch.zeros(4, 4)
+    with pytest.raises(ValueError, match="torch.Tensor"):
+        flash.flash_attention([[0.0]], q, q)
+    with pytest.raises(ValueError, match="floating-point"):
+        flash.flash_attention(q.long(), q, q)
+
+
+# ------------------------------------------------------------------ IO model
+def test_block_sizes_follow_the_papers_rule():
+    # M = 100 KB of fp32 = 25,600 elements; d = 64: B_c = ceil(25600 / 256) = 100, B_r = 64.
+    assert flash.block_sizes(100 * 1024, 64) == (64, 100)
+    # Small SRAM: B_r = B_c = ceil(M / 4d) < d.
+    assert flash.block_sizes(4096, 128) == (2, 2)
+    assert flash.block_sizes(4096, 128, bytes_per_el=2) == (4, 4)
+    with pytest.raises(ValueError, match="cannot hold"):
+        flash.block_sizes(64, 128)
+    with pytest.raises(ValueError, match="sram_bytes"):
+        flash.block_sizes(0, 64)
+
+
+def test_hbm_traffic_standard_and_flash():
+    n, d, sram = 4096, 64, 100 * 1024
+    assert flash.hbm_traffic(n, d, sram, "standard") == 4 * n * d + 4 * n * n
+    m_elems = sram // 4
+    flash_reads = flash.hbm_traffic(n, d, sram, "flash")
+    # Theta(n^2 d^2 / M) with the constant 12 from the loop structure
+    assert 0.9 < flash_reads / (12 * n * n * d * d / m_elems) < 1.2
+    assert flash_reads < flash.hbm_traffic(n, d, sram, "standard")
+    # More SRAM, less traffic; quadrupling n gives ~16x the traffic.
+    assert flash.hbm_traffic(n, d, 4 * sram, "flash") < flash_reads / 3
+    assert 14 < flash.hbm_traffic(4 * n, d, sram, "flash") / flash_reads < 17
+    # The FA2 ordering reads Q once and streams K, V once per query tile.
+    assert flash.hbm_traffic(n, d, sram, "flash2") == 2 * n * d + 2 * n * d * (n // 64) + n
+    with pytest.raises(ValueError, match="method"):
+        flash.hbm_traffic(n, d, sram, "sparse")
+    with pytest.raises(ValueError, match="n must"):
+        flash.hbm_traffic(0, d, sram, "standard")
+
+
+def test_attention_flops():
+    assert flash.attention_flops(10, 20, 8) == 4 * 10 * 20 * 8
+    assert flash.attention_flops(10, 10, 8, causal=True) == 2 * 10 * 10 * 8
+
+
+# ------------------------------------------------------------------ measurement helpers
+def test_peak_memory_standard_is_quadratic_flash_is_not():
+    q, k, v = _qkv(1, 1, n_q=512, d=16)
+    _, std_peak = flash.measure_peak_memory(_reference, q, k, v, False)
+    out, flash_peak = flash.measure_peak_memory(
+        flash.flash_attention, q, k, v, block_q=64, block_k=64
+    )
+    assert out.shape == (1, 1, 512, 16)
+    assert std_peak >= 2 * 512 * 512 * 4  # scores and probabilities coexist
+    assert flash_peak < std_peak / 10
+
+
+def test_benchmark_and_machine_measurements_are_positive():
+    assert flash.benchmark(torch.ones, 10, repeats=2) > 0
+    assert flash.measure_matmul_flops(n=64, repeats=2) > 1e6
+    assert flash.measure_copy_bandwidth(nbytes=2**20, repeats=2) > 1e6
+    with pytest.raises(ValueError, match="repeats"):
+        flash.benchmark(torch.ones, 10, repeats=0)
+
+
+def test_peak_memory_passes_errors_through_and_restores_stderr():
+    def boom():
+        raise RuntimeError("from inside")
+
+    with pytest.raises(RuntimeError, match="from inside"):
+        flash.measure_peak_memory(boom)
+    import os
+
+    os.fstat(2)  # file descriptor 2 is open again after the profiler's silencing
+
+
+def test_cpu_cache_bytes():
+    assert flash.cpu_cache_bytes(2) > 0
+    assert flash.cpu_cache_bytes(level=99, default=12345) == 12345
