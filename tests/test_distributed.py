@@ -1,0 +1,121 @@
+"""course_lib.distributed: DDP and FSDP on 2 CPU processes (gloo) match one process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from course_lib import distributed as D
+from course_lib.memory import tensor_bytes
+
+JOB = {"vocab_size": 64, "block_size": 16, "n_layer": 2, "n_head": 2, "d_model": 32}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """One spawn of 2 ranks runs DDP then FSDP; plus the single-process reference."""
+    single = D.run_distributed(D.Job(strategy="single", model=JOB, steps=3))
+    ddp, fsdp = D.run_distributed([D.Job(strategy="ddp", model=JOB, steps=3),
+                                   D.Job(strategy="fsdp", model=JOB, steps=3)])
+    return single, ddp, fsdp
+
+
+def test_ddp_ranks_hold_full_identical_copies(runs):
+    single, ddp, _ = runs
+    full = single.ranks[0]["param_bytes"]
+    assert [r["param_bytes"] for r in ddp.ranks] == [full, full]
+    assert [r["optimizer_bytes"] for r in ddp.ranks] == [single.ranks[0]["optimizer_bytes"]] * 2
+    assert ddp.ranks[0]["weights_sha256"] == ddp.ranks[1]["weights_sha256"]
+
+
+def test_fsdp_ranks_hold_about_half(runs):
+    single, _, fsdp = runs
+    full_p, full_o = single.ranks[0]["param_bytes"], single.ranks[0]["optimizer_bytes"]
+    for r in fsdp.ranks:
+        assert r["full_param_bytes"] == full_p
+        assert 0.45 < r["param_bytes"] / full_p < 0.55
+        assert 0.45 < r["optimizer_bytes"] / full_o < 0.55
+    assert sum(r["param_bytes"] for r in fsdp.ranks) >= full_p  # shards cover every weight
+    assert fsdp.ranks[0]["weights_sha256"] == fsdp.ranks[1]["weights_sha256"]
+
+
+def test_same_losses_and_weights_as_one_process(runs):
+    single, ddp, fsdp = runs
+    ref = torch.tensor(single.ranks[0]["losses"])
+    for run in (ddp, fsdp):
+        for r in run.ranks:
+            torch.testing.assert_close(torch.tensor(r["losses"]), ref, rtol=1e-5, atol=1e-6)
+        assert run.final_state.keys() == single.final_state.keys()
+        for name, w in single.final_state.items():
+            # Adam divides by sqrt(v): a near-zero gradient summed in another order can move a
+            # weight by a visible fraction of one step (lr = 1e-3), so allow 1% of a step
+            torch.testing.assert_close(run.final_state[name], w, rtol=0, atol=2e-5)
+    assert not torch.equal(single.final_state["lm_head.weight"],
+                           D.build_model(D.Job(model=JOB)).lm_head.weight)  # it did train
+
+
+def test_fork_start_method_gives_the_same_run(runs):
+    _, ddp, _ = runs
+    forked = D.run_distributed(D.Job(strategy="ddp", model=JOB, steps=3), start_method="fork")
+    assert [r["weights_sha256"] for r in forked.ranks] == [r["weights_sha256"] for r in ddp.ranks]
+
+
+def test_weights_digest_and_tensor_bytes():
+    a = {"w": torch.zeros(3), "b": torch.ones(2)}
+    b = {"w": torch.zeros(3), "b": torch.tensor([1.0, 1.0 + 2**-20])}
+    assert D.weights_digest(a) == D.weights_digest(dict(reversed(list(a.items()))))
+    assert D.weights_digest(a) != D.weights_digest(b)
+    assert tensor_bytes(a.values()) == 20
+
+
+def test_free_port_is_bindable():
+    import socket
+
+    port = D.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("kwargs", [{"strategy": "zero4"}, {"world_size": 0},
+                                    {"batch_size": 7, "world_size": 2}, {"steps": -1},
+                                    {"lr": 0.0}, {"block_size": 1.5}])
+def test_bad_jobs(kwargs):
+    with pytest.raises(ValueError):
+        D.Job(**kwargs)
+
+
+def test_bad_run_arguments():
+    with pytest.raises(ValueError, match="tokens"):
+        D.run_distributed(D.Job(strategy="single", model=JOB), torch.zeros(10))
+    with pytest.raises(ValueError, match="same world_size"):
+        D.run_distributed([D.Job(strategy="ddp", model=JOB),
+                           D.Job(strategy="fsdp", model=JOB, world_size=4, batch_size=8)])
+    with pytest.raises(ValueError):
+        D.run_distributed([])
+    with pytest.raises(ValueError, match="start_method"):
+        D.run_distributed(D.Job(model=JOB), start_method="thread")
+
+
+def test_cli_without_torchrun_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        D.main(["--out", str(tmp_path)])
+    assert exc.value.code == 2 and "torchrun" in capsys.readouterr().err
+
+
+def test_torchrun(tmp_path):
+    """The same code under torchrun, as on a cluster (here: 2 local processes)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "course_lib.distributed", "--strategy", "fsdp", "--steps", "2",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
+    assert reports[0]["param_bytes"] < reports[0]["full_param_bytes"]
+    assert (tmp_path / "final.safetensors").exists()
