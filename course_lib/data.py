@@ -22,7 +22,7 @@ BAD_FEELINGS = ["sad", "scared", "worried", "angry"]
 WEATHER = ["sunny", "rainy", "windy", "cold", "warm", "cloudy"]
 
 MOODS = ("happy", "sad", "scared")  # the labels of the classification task
-_MOOD_WORDS = {
+MOOD_WORDS = {
     "happy": ["smiled", "laughed", "sang a song", "danced", "jumped for joy", "clapped"],
     "sad": ["cried", "sighed", "looked down", "felt alone", "wept", "stayed quiet"],
     "scared": ["shook", "hid", "ran away", "froze", "trembled", "screamed"],
@@ -135,7 +135,7 @@ def mood_sentences(n: int, seed: int = 0) -> list[tuple[str, int]]:
     for _ in range(n):
         label = rng.randrange(len(MOODS))
         name, animal, place = rng.choice(NAMES), rng.choice(ANIMALS), rng.choice(PLACES)
-        verb = rng.choice(_MOOD_WORDS[MOODS[label]])
+        verb = rng.choice(MOOD_WORDS[MOODS[label]])
         text = rng.choice([
             f"In the {place}, the {animal} {verb} when {name} came.",
             f"{name} saw the {animal} near the {place}, and it {verb}.",

@@ -48,7 +48,7 @@ def test_number_pairs_distinct_and_excluding():
 def test_mood_sentences_labels_match_their_verb():
     for text, label in data.mood_sentences(200, seed=0):
         mood = data.MOODS[label]
-        assert any(v in text for v in data._MOOD_WORDS[mood])
+        assert any(v in text for v in data.MOOD_WORDS[mood])
 
 
 @pytest.mark.parametrize("call, match", [
