@@ -1,0 +1,63 @@
+# All you need about LLMs: build the book, run the tests, run the benchmarks.
+#   make book    executed HTML book in _build/html (creates .venv on first use)
+#   make test    ruff + unit tests + every chapter cell by cell (nbval)
+#   make lab     JupyterLab with the chapters opening as notebooks
+#   make bench   wall time and peak memory of every chapter -> bench/notebooks.json
+#   make clean   remove build outputs and caches (keeps .venv)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PY      := $(BIN)/python
+# Python 3.11 is what the pins are tested with; fall back to whatever python3 is.
+BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+# Reinstall only when the dependency lists change.
+STAMP   := $(VENV)/.installed
+BENCH_ARGS ?=
+
+.PHONY: help install book test lint lab bench clean
+
+help:
+	@sed -n '2,7p' Makefile | sed 's/^# *//'
+
+$(PY):
+	@test -n "$(BOOTSTRAP_PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W --keep-going
+	@echo "HTML: $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# pytest's settings (nbval flags, testpaths tests/ and book/) are in pyproject.toml;
+# conftest.py limits nbval to the notebooks in _toc.yml. Any pytest exit code other than 0,
+# including 5 (no tests collected), fails the target.
+test: lint
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(BIN)/jupytext-config \
+	    --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
+	    set-default-viewer markdown myst
+	$(BIN)/jupyter lab book/
+
+bench: $(STAMP)
+	$(PY) bench/run_notebooks.py $(BENCH_ARGS)
+
+clean:
+	rm -rf _build .jupyter_cache .pytest_cache .ruff_cache bench/*.tmp
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	find book -name '*.ipynb' -delete
+	rm -rf book/.ipynb_checkpoints
