@@ -163,6 +163,17 @@ def pytest_addoption(parser):
     )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a test module's torch code on one thread (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config):
     _install_network_guard()
     config.stash[TOC_KEY] = frozenset(toc_notebooks())

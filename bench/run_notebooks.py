@@ -37,9 +37,11 @@ import time
 from pathlib import Path
 
 import psutil
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import conftest  # noqa: E402  (the toc reader the tests use)
+
 BENCH = REPO / "bench"
 MB = 1024 * 1024
 SAMPLE_EVERY_S = 0.05
@@ -49,27 +51,10 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ------------------------------------------------------------------------------- helpers
-def toc_notebooks(toc_path: Path = REPO / "_toc.yml") -> list[Path]:
-    """The files listed in _toc.yml that are jupytext notebooks (have a kernelspec)."""
-    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8")) or {}
-    found: list[Path] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    path = REPO / node[key]
-                    found.append(path if path.suffix else path.with_suffix(".md"))
-            for value in node.values():
-                if isinstance(value, list | dict):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [p for p in found
-            if p.exists() and "kernelspec:" in p.read_text(encoding="utf-8")[:4096]]
+def toc_notebooks() -> list[Path]:
+    """The files listed in _toc.yml that are jupytext notebooks (have a kernelspec): the same
+    list the tests run, read by the same code in conftest.py."""
+    return [p for p in conftest.toc_notebooks() if p.exists() and conftest.is_text_notebook(p)]
 
 
 def machine_info() -> dict:

@@ -133,6 +133,13 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over positions; targets of -100 are not predicted (padding, or
+    tokens an MLM leaves unmasked)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=-100)
+
+
 def _init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -173,10 +180,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, mask=mask, kv_cache=None if kv_caches is None else kv_caches[i])
         logits = self.lm_head(self.ln_f(x))                          # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                   ignore_index=-100)
+        loss = None if targets is None else token_loss(logits, targets)
         return logits, loss
 
     @torch.no_grad()
@@ -251,10 +255,7 @@ class EncoderModel(nn.Module):
 
     def forward(self, idx, pad_mask=None, targets=None):
         logits = self.mlm_head(self.encode(idx, pad_mask))              # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                   ignore_index=-100)
+        loss = None if targets is None else token_loss(logits, targets)
         return logits, loss
 
     def classify(self, idx, pad_mask=None, labels=None):
@@ -324,10 +325,7 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, src, tgt, src_pad_mask=None, targets=None):
         logits = self.decode(tgt, self.encode(src, src_pad_mask), src_pad_mask)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                   ignore_index=-100)
+        loss = None if targets is None else token_loss(logits, targets)
         return logits, loss
 
     @torch.no_grad()

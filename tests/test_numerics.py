@@ -12,13 +12,8 @@ SMALL = ["fp16", "bf16", "fp8_e4m3", "fp8_e5m2"]
 BITS_VIEW = {16: torch.int16, 8: torch.uint8, 32: torch.int32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Element-wise work on mid-sized tensors: one thread is as fast and never oversubscribes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# element-wise work on mid-sized tensors: one thread is as fast and never oversubscribes
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def torch_saturates_e4m3() -> bool:

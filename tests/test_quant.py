@@ -28,13 +28,8 @@ BNB_NF4 = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Element-wise work on mid-sized tensors: one thread is as fast and never oversubscribes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# element-wise work on mid-sized tensors: one thread is as fast and never oversubscribes
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def weights(*shape, seed=0):
