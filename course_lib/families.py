@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: no ipywidgets needed in a notebook
 
 from . import data
 from .models import WEIGHTS_DIR, EncoderDecoder, EncoderModel, GPTConfig, config_dict, mlm_mask
 from .tokenizer import BPETokenizer
-from .train import get_batch, lr_at, save_checkpoint
+from .train import get_batch, lr_at, optimizer_step, save_checkpoint
 
 BERT_SPECIALS = ["[PAD]", "[MASK]"]
 T5_SPECIALS = ["<pad>", "<bos>", "<eos>"]
@@ -152,15 +152,6 @@ def _optimizer(model, lr, weight_decay):
                              weight_decay=weight_decay)
 
 
-def _step(opt, model, loss, lr):
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-
-
 # ----------------------------------------------------------------------- encoder-only (BERT)
 def mood_task(preset: BertPreset):
     """(labelled, test): mood sentences; test sentences that also occur in training are dropped
@@ -184,7 +175,7 @@ def pretrain_mlm(model: EncoderModel, tokens: torch.Tensor, preset: BertPreset, 
         x, _ = get_batch(tokens, preset.batch_size, model.config.block_size, gen)
         inputs, targets = mlm_mask(x, mask_id, model.config.vocab_size, preset.mask_prob, gen)
         _, loss = model(inputs, targets=targets)
-        _step(opt, model, loss, lr_at(step, preset))
+        optimizer_step(opt, model, loss, lr_at(step, preset))
         losses.append(loss.item())
     model.eval()
     return losses
@@ -222,7 +213,7 @@ def finetune_classifier(model: EncoderModel, tok: BPETokenizer, examples, preset
         pick = torch.randint(len(examples), (preset.batch_size,), generator=gen).tolist()
         ids, mask = pad_batch([encoded[i] for i in pick], pad_id)
         _, loss = model.classify(ids, mask, labels=labels[pick])
-        _step(opt, model, loss, lr_at(step, sched))
+        optimizer_step(opt, model, loss, lr_at(step, sched))
         losses.append(loss.item())
     model.eval()
     return losses
@@ -319,7 +310,7 @@ def train_translator(model: EncoderDecoder, tok: BPETokenizer, pairs, preset: T5
     for step in tqdm(range(preset.steps), disable=not progress, desc="t5", mininterval=1.0):
         pick = torch.randint(len(pairs), (preset.batch_size,), generator=gen)
         _, loss = model(src[pick], dec_in[pick], src_mask[pick], targets=targets[pick])
-        _step(opt, model, loss, lr_at(step, preset))
+        optimizer_step(opt, model, loss, lr_at(step, preset))
         losses.append(loss.item())
     model.eval()
     return losses

@@ -107,6 +107,17 @@ def lr_at(step: int, preset: Preset) -> float:
     return preset.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def optimizer_step(opt: torch.optim.Optimizer, model: torch.nn.Module, loss: torch.Tensor,
+                   lr: float, max_grad_norm: float = 1.0) -> None:
+    """One update: set the learning rate, backpropagate, clip the gradient norm, step."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    opt.step()
+
+
 def prepare_data(preset: Preset):
     """Train the BPE tokenizer on the training split and encode both splits."""
     train_text = data.corpus_text("train", seed=preset.seed, n_stories=preset.n_stories)
@@ -127,14 +138,9 @@ def train(model: GPT, train_tokens: torch.Tensor, preset: Preset,
     model.train()
     bar = tqdm(range(preset.steps), disable=not progress, desc="train", mininterval=1.0)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, preset)
         x, y = get_batch(train_tokens, preset.batch_size, model.config.block_size, gen)
         _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, model, loss, lr_at(step, preset))
         history["step"].append(step)
         history["train_loss"].append(loss.item())
         last = step == preset.steps - 1
