@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from course_lib import flash
+from course_lib import flash, measure
 from course_lib.attention import scaled_dot_product_attention
 
 HERE = Path(__file__).resolve().parent
@@ -46,12 +46,12 @@ def run(lengths, d, heads, repeats, device, sram_bytes):
         q, k, v = (torch.randn(1, heads, n, d, generator=gen).to(device) for _ in range(3))
         reference = None
         for name, fn in methods(block_q, block_k).items():
-            out, peak = flash.measure_peak_memory(fn, q, k, v)
+            out, peak = measure.measure_peak_memory(fn, q, k, v)
             if reference is None:
                 reference = out
             error = (out - reference).abs().max().item()
             del out
-            seconds = flash.benchmark(fn, q, k, v, repeats=repeats)
+            seconds = measure.benchmark(fn, q, k, v, repeats=repeats)
             rows.append({"method": name, "n": n, "seconds": seconds, "peak_bytes": int(peak),
                          "max_abs_error_vs_standard": error,
                          "gflops": flash.attention_flops(n, n, d) * heads / seconds / 1e9})
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         return 0
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    sram = flash.cpu_cache_bytes(2) if args.device == "cpu" else 192 * 2**10
+    sram = measure.cpu_cache_bytes(2) if args.device == "cpu" else 192 * 2**10
     start = time.perf_counter()
     rows, blocks = run(args.lengths, args.d, args.heads, args.repeats, args.device, sram)
     print(f"attention benchmark: batch 1, heads {args.heads}, d {args.d}, fp32, "

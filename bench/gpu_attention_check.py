@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from course_lib import flash
+from course_lib import flash, measure
 from course_lib.attention import causal_mask, scaled_dot_product_attention
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         reference, base = None, None
         for name, fn in methods.items():
             try:
-                out, peak = flash.measure_peak_memory(fn, q, k, v)
+                out, peak = measure.measure_peak_memory(fn, q, k, v)
                 repeats = 1 if name == "course_tiled" and n >= 8192 else args.repeats
                 seconds = cuda_time(fn, (q, k, v), repeats)
             except torch.cuda.OutOfMemoryError:

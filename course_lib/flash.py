@@ -12,20 +12,15 @@ Contents:
   that saves only the output and the per-row logsumexp), causal masking with n_q != n_k,
   GQA/MQA inputs whose k/v have fewer heads.
 - ``block_sizes`` and ``hbm_traffic``: the paper's block-size rule and IO model (Theorem 2).
-- ``measure_peak_memory``, ``benchmark``, ``attention_flops``, ``measure_matmul_flops``,
-  ``measure_copy_bandwidth``: measurement helpers for the chapter and bench/bench_attention.py.
+- ``attention_flops``: the FLOPs of the two matmuls, for the roofline.
+
+Measurement (peak memory, timing, the roofline's two roofs) lives in ``course_lib.measure``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
-import time
-from collections.abc import Callable
 from numbers import Integral
-from pathlib import Path
 
 import torch
 
@@ -35,11 +30,6 @@ __all__ = [
     "block_sizes",
     "hbm_traffic",
     "attention_flops",
-    "measure_peak_memory",
-    "benchmark",
-    "measure_matmul_flops",
-    "measure_copy_bandwidth",
-    "cpu_cache_bytes",
 ]
 
 
@@ -303,118 +293,3 @@ def attention_flops(n_q: int, n_k: int, d: int, causal: bool = False) -> int:
     flops = 4 * n_q * n_k * d
     return flops // 2 if causal else flops
 
-
-# --------------------------------------------------------------------------------------------
-# Measurement helpers
-# --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence file descriptor 2 (C++ logging, not Python warnings) for a moment."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no real fd 2 (some embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def measure_peak_memory(fn: Callable, *args, **kwargs) -> tuple[object, int]:
-    """Run ``fn(*args, **kwargs)``; return (result, peak bytes allocated during the call).
-
-    Counts tensor memory that the call allocates on top of what existed before it, output
-    included, at its highest point. On CUDA tensors it uses the caching allocator's peak; on
-    CPU it replays the allocation and free events that the torch profiler records.
-    """
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    if tensors and tensors[0].is_cuda:
-        device = tensors[0].device
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        result = fn(*args, **kwargs)
-        torch.cuda.synchronize(device)
-        return result, torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _quiet_stderr():  # the profiler logs a line to fd 2 on every start and stop
-        prof.start()
-    try:
-        result = fn(*args, **kwargs)
-    finally:
-        with _quiet_stderr():
-            prof.stop()
-    try:  # the raw event stream keeps the order of every allocation and free
-        raw = prof.profiler.kineto_results.events()
-    except AttributeError as err:  # a torch without this (semi-private) profiler API
-        raise RuntimeError("measure_peak_memory needs torch's kineto profiler results") from err
-    events = [e for e in raw if e.name() == "[memory]"]
-    current = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        if event.device_type() == torch.autograd.DeviceType.CPU:
-            current += event.nbytes()
-            peak = max(peak, current)
-    return result, peak
-
-
-def benchmark(fn: Callable, *args, repeats: int = 5, warmup: int = 1, **kwargs) -> float:
-    """Best-of-``repeats`` wall time in seconds (the minimum is the least noisy estimate)."""
-    _check_block("repeats", repeats)
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for _ in range(warmup):
-        fn(*args, **kwargs)
-    best = math.inf
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def measure_matmul_flops(
-    dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 5, device="cpu"
-) -> float:
-    """Peak FLOP/s of an n x n x n matmul in ``dtype`` (2 n^3 FLOPs per call)."""
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-    return 2 * n**3 / benchmark(torch.matmul, a, b, repeats=repeats)
-
-
-def measure_copy_bandwidth(nbytes: int = 64 * 2**20, repeats: int = 5, device="cpu") -> float:
-    """Memory bandwidth in bytes/s from copying an fp32 buffer (read + write = 2 x nbytes)."""
-    src = torch.ones(nbytes // 4, device=device)
-    dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 / benchmark(dst.copy_, src, repeats=repeats)
-
-
-def cpu_cache_bytes(level: int = 2, default: int = 2**20) -> int:
-    """Size of one core's level-``level`` data cache, read from Linux sysfs.
-
-    The CPU stand-in for a GPU's on-chip SRAM in the IO model; ``default`` where sysfs is
-    missing (macOS, Windows) or does not list that level.
-    """
-    units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        try:
-            if int((index / "level").read_text()) != level:
-                continue
-            if (index / "type").read_text().strip() == "Instruction":
-                continue
-            size = (index / "size").read_text().strip()
-        except (OSError, ValueError):
-            continue
-        if size[-1:] in units and size[:-1].isdigit():
-            return int(size[:-1]) * units[size[-1]]
-        if size.isdigit():
-            return int(size)
-    return default

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import flash
+from course_lib import flash, measure
 
 ATOL = 1e-5
 
@@ -278,8 +278,8 @@ def test_attention_flops():
 # ------------------------------------------------------------------ measurement helpers
 def test_peak_memory_standard_is_quadratic_flash_is_not():
     q, k, v = _qkv(1, 1, n_q=512, d=16)
-    _, std_peak = flash.measure_peak_memory(_reference, q, k, v, False)
-    out, flash_peak = flash.measure_peak_memory(
+    _, std_peak = measure.measure_peak_memory(_reference, q, k, v, False)
+    out, flash_peak = measure.measure_peak_memory(
         flash.flash_attention, q, k, v, block_q=64, block_k=64
     )
     assert out.shape == (1, 1, 512, 16)
@@ -288,11 +288,11 @@ def test_peak_memory_standard_is_quadratic_flash_is_not():
 
 
 def test_benchmark_and_machine_measurements_are_positive():
-    assert flash.benchmark(torch.ones, 10, repeats=2) > 0
-    assert flash.measure_matmul_flops(n=64, repeats=2) > 1e6
-    assert flash.measure_copy_bandwidth(nbytes=2**20, repeats=2) > 1e6
+    assert measure.benchmark(torch.ones, 10, repeats=2) > 0
+    assert measure.measure_matmul_flops(n=64, repeats=2) > 1e6
+    assert measure.measure_copy_bandwidth(nbytes=2**20, repeats=2) > 1e6
     with pytest.raises(ValueError, match="repeats"):
-        flash.benchmark(torch.ones, 10, repeats=0)
+        measure.benchmark(torch.ones, 10, repeats=0)
 
 
 def test_peak_memory_passes_errors_through_and_restores_stderr():
@@ -300,12 +300,12 @@ def test_peak_memory_passes_errors_through_and_restores_stderr():
         raise RuntimeError("from inside")
 
     with pytest.raises(RuntimeError, match="from inside"):
-        flash.measure_peak_memory(boom)
+        measure.measure_peak_memory(boom)
     import os
 
     os.fstat(2)  # file descriptor 2 is open again after the profiler's silencing
 
 
 def test_cpu_cache_bytes():
-    assert flash.cpu_cache_bytes(2) > 0
-    assert flash.cpu_cache_bytes(level=99, default=12345) == 12345
+    assert measure.cpu_cache_bytes(2) > 0
+    assert measure.cpu_cache_bytes(level=99, default=12345) == 12345
