@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Case", "Exercise", "check", "list_exercises", "solution", "get", "call_repr"]
+__all__ = ["Case", "Exercise", "card", "check", "list_exercises", "solution", "get", "call_repr"]
 
 
 @dataclass
@@ -300,3 +300,34 @@ def show(exercise_id: str) -> str:
     if ex.kind == "choice":
         lines += [f"  ({k}) {v}" for k, v in ex.choices.items()]
     return "\n".join(lines)
+
+
+class _Card:
+    """An exercise's statement, rendered as Markdown in a notebook and as text elsewhere."""
+
+    def __init__(self, ex: Exercise, number: int | None):
+        self.ex, self.number = ex, number
+
+    def _lines(self) -> list[str]:
+        ex = self.ex
+        head = f"Exercise {self.number}" if self.number else "Exercise"
+        lines = [f"**{head}: {ex.title}** (`{ex.id}`)", "", ex.prompt]
+        if ex.kind == "choice":
+            lines.append("")
+            lines += [f"- ({k}) {v}" for k, v in ex.choices.items()]
+        return lines
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(self._lines())
+
+    def __str__(self) -> str:
+        return "\n".join(self._lines()).replace("**", "")
+
+    __repr__ = __str__
+
+
+def card(exercise_id: str):
+    """The exercise's statement for a chapter cell (Markdown in Jupyter and the book)."""
+    ex = get(exercise_id)
+    chapter_ids = list_exercises(int(exercise_id.split(".")[0][2:]))
+    return _Card(ex, chapter_ids.index(exercise_id) + 1)
