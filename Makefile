@@ -3,6 +3,7 @@
 #   make test    ruff + unit tests + every chapter cell by cell (nbval)
 #   make lab     JupyterLab with the chapters opening as notebooks
 #   make bench   wall time and peak memory of every chapter -> bench/notebooks.json
+#   make check-site  open every page of the built book in headless Chromium and check it
 #   make clean   remove build outputs and caches (keeps .venv)
 
 SHELL := /bin/bash
@@ -18,10 +19,14 @@ BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v pyth
 STAMP   := $(VENV)/.installed
 BENCH_ARGS ?=
 
-.PHONY: help install book test lint lab bench clean
+.PHONY: help install book check-site test lint lab bench clean
+
+# Spelling: prose, code and tests. "vermillion" is the Okabe-Ito colour's name, "nd" is n x d.
+CODESPELL_ARGS := --skip="*.json,*.safetensors,*.bib,*.svg" --ignore-words-list="vermillion,nd,3nd"
+CODESPELL_PATHS := book course_lib tests tools _ext bench README.md CONTRIBUTING.md Makefile conftest.py
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# *//'
+	@sed -n '2,8p' Makefile | sed 's/^# *//'
 
 $(PY):
 	@test -n "$(BOOTSTRAP_PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
@@ -34,12 +39,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# The execution cache re-runs a chapter only when its cells change; tools/book_cache.py also
+# clears it when course_lib's content changes, so the site never shows numbers from old code.
 book: $(STAMP)
+	$(PY) tools/book_cache.py
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "HTML: $(CURDIR)/_build/html/index.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/codespell $(CODESPELL_ARGS) $(CODESPELL_PATHS)
+
+# Every page of the built site in headless Chromium: console errors, images, math, links,
+# glued figures, the search box; one screenshot per page in _build/site-check/.
+check-site: $(STAMP)
+	$(PY) tools/check_site.py _build/html --shots _build/site-check
 
 # pytest's settings (nbval flags, testpaths tests/ and book/) are in pyproject.toml;
 # conftest.py limits nbval to the notebooks in _toc.yml. Any pytest exit code other than 0,
