@@ -28,10 +28,27 @@ CODESPELL_PATHS := book course_lib tests tools _ext bench README.md CONTRIBUTING
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# *//'
 
+# Which torch build a new .venv gets: `auto` (the CPU build on Linux without an NVIDIA GPU, the
+# default build elsewhere), `cpu`, or `default` (PyPI's, which on Linux pulls CUDA: several GB).
+TORCH ?= auto
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
+
 $(PY):
 	@test -n "$(BOOTSTRAP_PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@build="$(TORCH)"; \
+	if [ "$$build" = auto ]; then \
+	    if [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null; then build=cpu; \
+	    else build=default; fi; \
+	fi; \
+	if [ "$$build" = cpu ]; then \
+	    version=$$(sed -n 's/^torch==//p' requirements.txt); \
+	    echo "installing torch $$version, CPU build (no NVIDIA GPU found; TORCH=default for CUDA)"; \
+	    $(PY) -m pip install --quiet --retries 1 --no-deps --index-url $(CPU_TORCH_INDEX) \
+	        "torch==$$version" \
+	        || echo "the CPU index was unreachable: requirements.txt installs torch instead"; \
+	fi
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
 	$(PY) -m pip install -r requirements.txt
