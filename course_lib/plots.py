@@ -220,14 +220,14 @@ def pipeline_diagram(stages, repeat_index: int | None = None, n_repeat: int = 1,
         raise ValueError(f"pipeline_diagram: n_repeat must be a positive int, got {n_repeat!r}")
     step, w, h = 2.3, 1.9, 1.0
     width = step * len(stages)
-    fig, ax = _canvas(width, 3.0, (1.9 * len(stages), 3.0))
+    fig, ax = _canvas(width, 2.5, (1.9 * len(stages), 2.5))
     for i, (name, detail, kind) in enumerate(stages):
         x = step * i + step / 2
         stack = min(n_repeat - 1, 3) if i == repeat_index else 0
-        _box(ax, x, 1.8, w, h, name, kind, fontsize=10, stack=stack)
-        ax.text(x, 0.95, detail, ha="center", va="top", fontsize=9, color="0.25")
+        _box(ax, x, 1.6, w, h, name, kind, fontsize=10, stack=stack)
+        ax.text(x, 0.85, detail, ha="center", va="top", fontsize=9, color="0.25")
         if i:
-            _arrow(ax, (x - step + w / 2 + 0.02, 1.8), (x - w / 2 - 0.04, 1.8))
+            _arrow(ax, (x - step + w / 2 + 0.02, 1.6), (x - w / 2 - 0.04, 1.6))
     if title:
         ax.set_title(title)
     return fig
