@@ -220,7 +220,7 @@ def pipeline_diagram(stages, repeat_index: int | None = None, n_repeat: int = 1,
         raise ValueError(f"pipeline_diagram: n_repeat must be a positive int, got {n_repeat!r}")
     step, w, h = 2.3, 1.9, 1.0
     width = step * len(stages)
-    fig, ax = _canvas(width, 2.5, (1.9 * len(stages), 2.5))
+    fig, ax = _canvas(width, 2.5, (1.5 * len(stages), 2.0))
     for i, (name, detail, kind) in enumerate(stages):
         x = step * i + step / 2
         stack = min(n_repeat - 1, 3) if i == repeat_index else 0
@@ -286,19 +286,19 @@ def families_diagram(title: str | None = None):
 
     Returns the Figure. Taught in book/01_transformer.md.
     """
-    fig, ax = _canvas(15.6, 8.1, (13.5, 7.0))
+    fig, ax = _canvas(15.6, 8.1, (10.5, 5.45))
 
     def header(x, name, subtitle):
         ax.text(x, 7.9, name, ha="center", va="center", fontsize=12, fontweight="bold",
                 family="monospace")
-        ax.text(x, 7.3, subtitle, ha="center", va="center", fontsize=9.5, color="0.3")
+        ax.text(x, 7.3, subtitle, ha="center", va="center", fontsize=9, color="0.3")
 
     def column(x, rows):
         y, centres = 0.4, []
         for i, (text, kind, stack) in enumerate(rows):
             h = 1.1 if stack else 0.6
             yc = y + h / 2
-            _box(ax, x, yc, 2.7, h, text, kind, fontsize=9, stack=stack)
+            _box(ax, x, yc, 2.9, h, text, kind, fontsize=8.5, stack=stack)
             if i:
                 _arrow(ax, (x, centres[-1][1] + centres[-1][2] / 2 + 0.02),
                        (x, yc - h / 2 - 0.04))
@@ -325,9 +325,9 @@ def families_diagram(title: str | None = None):
                         ("next output token", "data", 0)])
     x0, y0, _ = enc[-1]
     x1, y1, _ = dec[2]
-    _arrow(ax, (x0 + 1.37, y0), (x1 - 1.4, y1), color=PALETTE["vermillion"],
+    _arrow(ax, (x0 + 1.47, y0), (x1 - 1.5, y1), color=PALETTE["vermillion"],
            connection="arc3,rad=-0.2")
-    ax.text((x0 + x1) / 2, y0 + 0.55, "encoder output:\nkeys and values of\nevery cross_attn",
+    ax.text(x0 + 0.9, y0 + 0.45, "encoder output: the keys\nand values of every cross_attn",
             ha="center", va="bottom", fontsize=8.5, color=PALETTE["vermillion"])
     for x in (3.6, 7.3):
         ax.plot([x, x], [0.3, 8.1], color="0.7", lw=1, ls=":")
