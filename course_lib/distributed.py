@@ -63,6 +63,38 @@ class Job:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
 
+# Who holds what under each data-parallel strategy (ZeRO paper, Fig. 1; Rajbhandari et al.
+# 2019), and what crosses the wire each step. "full": every device holds all of it; "shard":
+# device i holds only slice i of N.
+HOLDINGS = {
+    "DDP": {"weights": "full", "gradients": "full", "optimizer": "full"},
+    "ZeRO-1": {"weights": "full", "gradients": "full", "optimizer": "shard"},
+    "ZeRO-2": {"weights": "full", "gradients": "shard", "optimizer": "shard"},
+    "ZeRO-3 / FSDP": {"weights": "shard", "gradients": "shard", "optimizer": "shard"},
+}
+TRAFFIC = {
+    "DDP": "all-reduce the gradients (2Ψ)",
+    "ZeRO-1": "reduce-scatter gradients, all-gather updated weights (2Ψ)",
+    "ZeRO-2": "reduce-scatter gradients, all-gather updated weights (2Ψ)",
+    "ZeRO-3 / FSDP": "all-gather weights in forward and backward, reduce-scatter grads (3Ψ)",
+}
+
+
+def holdings(strategy: str, n_devices: int) -> dict[str, list[list[int]]]:
+    """For each part of the model states, the slices (0..N-1) each device stores.
+
+    ``holdings("DDP", 2)["optimizer"] == [[0, 1], [0, 1]]`` (both hold everything);
+    ``holdings("ZeRO-3 / FSDP", 2)["weights"] == [[0], [1]]``. Taught in book/02_memory.md.
+    """
+    if strategy not in HOLDINGS:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(HOLDINGS)}")
+    if isinstance(n_devices, bool) or not isinstance(n_devices, int) or not 1 <= n_devices <= 64:
+        raise ValueError(f"n_devices must be an integer in 1..64, got {n_devices!r}")
+    every = list(range(n_devices))
+    return {part: [every if how == "full" else [d] for d in every]
+            for part, how in HOLDINGS[strategy].items()}
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -151,3 +151,29 @@ def test_torchrun(tmp_path):
     assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
     assert reports[0]["param_bytes"] < reports[0]["full_param_bytes"]
     assert (tmp_path / "final.safetensors").exists()
+
+
+def test_holdings_match_zero_memory_and_the_diagram_draws_them():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib import memory as M
+    from course_lib.plots import data_parallel_diagram
+
+    width = {"weights": 2, "gradients": 2, "optimizer": 12}
+    for stage, strategy in enumerate(D.HOLDINGS):
+        for n in (1, 2, 4):
+            grid = D.holdings(strategy, n)
+            for dev in range(n):
+                per_param = sum(w * len(grid[k][dev]) / n for k, w in width.items())
+                assert per_param * 1e9 == M.zero_memory(1e9, n, stage)
+            # every slice of every part is stored somewhere
+            assert all({s for dev in grid[k] for s in dev} == set(range(n)) for k in width)
+    fig = data_parallel_diagram(2)
+    assert len(fig.axes) == 4 * 2
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert "ZeRO-2: device 1  (9 B/param)" in titles
+    with pytest.raises(ValueError):
+        D.holdings("ZeRO-4", 2)
+    with pytest.raises(ValueError):
+        data_parallel_diagram(0)
