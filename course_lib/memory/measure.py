@@ -89,11 +89,9 @@ class SavedTensorMeter:
             self._sizes[key] = nbytes
             self.records.append((tuple(t.shape), t.dtype, nbytes))
             self.by_dtype[t.dtype] = self.by_dtype.get(t.dtype, 0) + nbytes
-        # Hand autograd a detached alias (same storage, no grad_fn). Returning ``t`` itself
-        # would store, inside a node, a tensor whose grad_fn is that same node whenever ``t``
-        # is the node's output: a reference cycle that keeps the node and what it saved alive
-        # after the graph is gone (a leak), and that lets a node a plain forward frees at once
-        # live on.
+        # A detached alias: same storage, no grad_fn. Returning t itself, when t is
+        # the node's own output, makes the node hold a tensor that points back at
+        # the node: a cycle that outlives the step (a leak).
         return t.detach()
 
     @property
