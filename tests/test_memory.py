@@ -434,4 +434,4 @@ def test_cli_llama_architecture(capsys):
     out = capsys.readouterr().out
     expected = M.activation_memory(1, 4096, 4096, 32, 32, dropout=False, d_ff=11008,
                                    mlp="swiglu")
-    assert f"{expected / M.GB:.2f}" in out and "SWIGLU MLP, no dropout" in out
+    assert f"{expected / M.GB:.2f}" in out and "SwiGLU MLP, no dropout" in out

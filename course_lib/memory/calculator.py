@@ -122,6 +122,9 @@ def _parse_int(text: str) -> int:
     return int(value)
 
 
+_MLP_NAMES = {"gelu": "GELU", "swiglu": "SwiGLU"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m course_lib.memory",
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
         what = f"{args.optimizer}, recipe {args.recipe}"
         if args.seq is not None:
             what += (", activations: full recomputation (2*s*b*h*L bytes)" if args.checkpointing
-                     else f", activations: {args.mlp.upper()} MLP, "
+                     else f", activations: {_MLP_NAMES[args.mlp]} MLP, "
                           f"{'no dropout' if args.no_dropout else 'dropout'}, 16-bit values")
     print(f"{args.params:.3g} params, {args.dtype}, {what}")
     print(breakdown_table(parts))
