@@ -48,8 +48,10 @@ def fits_table(configs=("llama-2-7b", "llama-2-13b", "llama-2-70b"), cards_gib=(
     QLoRA: NF4 double-quantized weights instead. ``overhead`` is added on top of everything
     (allocator fragmentation, CUDA context, workspaces).
     """
-    if isinstance(configs, (str, LlamaConfig)):
-        configs = [configs]
+    configs = [configs] if isinstance(configs, (str, LlamaConfig)) else list(configs)
+    if not configs:
+        raise ValueError("configs is empty")
+    cards_gib = list(cards_gib)
     for name in configs:
         if isinstance(name, str):
             _check_choice("configs", name, LLAMA_CONFIGS)
