@@ -149,3 +149,49 @@ def cpu_cache_bytes(level: int = 2, default: int = 2**20) -> int:
         if size.isdigit():
             return int(size)
     return default
+
+
+# --- training-step memory (chapter 2) ---
+
+__all__ += ["measure_live_bytes"]
+
+
+def measure_live_bytes(fn: Callable, *args, **kwargs) -> tuple[object, int]:
+    """Run ``fn(*args, **kwargs)``; return (result, tensor bytes it allocated that are still
+    alive when it returns).
+
+    The bytes a call leaves behind: its outputs and whatever they keep alive (after a forward
+    pass, the activations autograd saved for backward). On CPU the torch profiler's allocation
+    and free events of the call are summed (an allocation counts +n bytes, a free -n), so a
+    tensor made and dropped inside the call counts 0; on CUDA it is the change in
+    ``torch.cuda.memory_allocated``. It does not look at autograd at all, which makes it a
+    second, independent check of :class:`course_lib.memory.SavedTensorMeter`.
+    Taught in book/02_memory.md.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if tensors and tensors[0].is_cuda:
+        device = tensors[0].device
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        result = fn(*args, **kwargs)
+        torch.cuda.synchronize(device)
+        return result, torch.cuda.memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        prof.start()
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        with _quiet_stderr():
+            prof.stop()
+    try:
+        raw = prof.profiler.kineto_results.events()
+    except AttributeError as err:
+        raise RuntimeError("measure_live_bytes needs torch's kineto profiler results") from err
+    live = sum(e.nbytes() for e in raw if e.name() == "[memory]"
+               and e.device_type() == torch.autograd.DeviceType.CPU)
+    return result, live
