@@ -140,7 +140,8 @@ def run_chapter(server: Server, notebook: Path, cell_timeout: float = 600) -> di
                         break
             if root is not None:
                 try:
-                    peak[0] = max(peak[0], _sum_memory(_kernel_tree(root), "pss"))
+                    tree = [root, *_kernel_tree(root)]   # the kernel and its children
+                    peak[0] = max(peak[0], _sum_memory(tree, "pss"))
                 except psutil.Error:
                     pass
             stop.wait(0.05)
