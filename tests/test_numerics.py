@@ -258,3 +258,27 @@ BAD_CALLS = [  # (call, exception, the argument the message must name)
 def test_bad_input_raises_naming_the_argument(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+def test_bit_layout_diagram_draws_every_bit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib import plots
+
+    rows = [(name, list(zip(("sign", "exponent", "mantissa"), float_bits(math.pi, name).fields,
+                            strict=True)), "pi") for name in FORMATS]
+    fig = plots.bit_layout(rows, title="pi")
+    n_bits = sum(FORMATS[name].total_bits for name in FORMATS)
+    boxes = [p for p in fig.axes[0].patches if p.get_width() == 1]
+    assert len(boxes) == n_bits  # one box per bit, nothing more
+    fig.canvas.draw()  # renders
+    plt.close(fig)
+    with pytest.raises(ValueError, match="rows"):
+        plots.bit_layout([])
+    with pytest.raises(ValueError, match="kind"):
+        plots.bit_layout([("x", [("fraction", "01")], "")])
+    with pytest.raises(ValueError, match="bit string"):
+        plots.bit_layout([("x", [("sign", "2")], "")])

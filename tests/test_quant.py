@@ -468,3 +468,26 @@ def test_nan_weights_never_become_finite_codes():
     for fmt in quant.WEIGHT_FORMATS:
         with pytest.raises(ValueError, match="linear.weight"):
             QuantLinear.from_linear(lin, fmt)
+
+
+def test_quantization_grid_diagram():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from course_lib import plots
+
+    x = torch.tensor([-0.5, 0.2, 0.9, 2.8])
+    q, s = absmax_quantize(x, bits=3)
+    fig, ax = plt.subplots()
+    plots.quantization_grid(ax, x, np.arange(-3, 4) * float(s), q.numpy() + 3,
+                            code_labels=range(-3, 4), source_range=(-2.8, 2.8))
+    assert len(ax.texts) >= 7  # a label under every grid mark
+    fig.canvas.draw()
+    with pytest.raises(ValueError, match="codes"):
+        plots.quantization_grid(ax, x, np.arange(7.0), np.array([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="finite"):
+        plots.quantization_grid(ax, [float("nan")], np.arange(7.0), np.array([0]))
+    plt.close(fig)
