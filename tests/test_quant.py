@@ -267,7 +267,7 @@ def test_llm_int8_decomposition():
     assert torch.allclose(out, no_outliers * 100 @ w.T, rtol=1e-4, atol=1e-4)
 
 
-def test_int8_matmul_has_one_scale_per_token_and_per_output_channel():
+def check_vector_wise_int8(int8_matmul):
     """Vector-wise int8: each row of x and each row of w gets its own absmax scale.
 
     1. Scaling one token (row of x) or one output channel (row of w) by a power of two scales
@@ -280,28 +280,52 @@ def test_int8_matmul_has_one_scale_per_token_and_per_output_channel():
     g = torch.Generator().manual_seed(8)
     x = torch.randn(16, 96, generator=g)
     w = torch.randn(24, 96, generator=g) * 0.05
-    base = quant.int8_matmul(x, w)
+    base = int8_matmul(x, w)
     x2 = x.clone()
     x2[3] *= 2.0**12
-    out = quant.int8_matmul(x2, w)
+    out = int8_matmul(x2, w)
     assert torch.equal(out[3], base[3] * 2.0**12)
     assert torch.equal(torch.cat([out[:3], out[4:]]), torch.cat([base[:3], base[4:]]))
     w2 = w.clone()
     w2[5] *= 2.0**-10
-    out = quant.int8_matmul(x, w2)
+    out = int8_matmul(x, w2)
     assert torch.equal(out[:, 5], base[:, 5] * 2.0**-10)
     assert torch.equal(torch.cat([out[:, :5], out[:, 6:]], 1),
                        torch.cat([base[:, :5], base[:, 6:]], 1))
 
     xs = x * torch.logspace(-4, 0, 16)[:, None]  # token norms 10^4 apart
     exact = xs.double() @ w.double().T
-    rel = ((quant.int8_matmul(xs, w).double() - exact).norm(dim=1) / exact.norm(dim=1))
+    got = int8_matmul(xs, w).double()
+    rel = (got - exact).norm(dim=1) / exact.norm(dim=1)
     assert rel.max() < 0.02, rel.max()
     sx = xs.abs().amax(dim=1, keepdim=True).double() / 127  # (T, 1)
     sw = w.abs().amax(dim=1, keepdim=True).double() / 127  # (out, 1)
     bound = (sx / 2) @ w.double().abs().sum(1, keepdim=True).T \
         + xs.double().abs().sum(1, keepdim=True) @ (sw / 2).T + (sx / 2) @ (sw / 2).T * 96
-    assert ((quant.int8_matmul(xs, w).double() - exact).abs() <= bound * (1 + 1e-6)).all()
+    assert ((got - exact).abs() <= bound * (1 + 1e-6)).all()
+
+
+def test_int8_matmul_has_one_scale_per_token_and_per_output_channel():
+    check_vector_wise_int8(quant.int8_matmul)
+
+
+@pytest.mark.parametrize("operand", ["x", "w"])
+def test_the_check_catches_a_per_tensor_int8_matmul(monkeypatch, operand):
+    """Break the kernel on purpose (one scale per tensor for x or for w): the check fails.
+    Before this check, that broken kernel passed every unit test."""
+    real = quant.outliers.absmax_quantize
+    calls = []
+
+    def per_tensor_for_one_operand(t, bits=8, dim=None, group_size=None):
+        calls.append(t)
+        if (operand == "x") == (len(calls) % 2 == 1):  # x is quantized first, then w
+            q, s = real(t, bits)  # one scale for the whole tensor ...
+            return q, s.expand(t.shape[0], 1)  # ... in the per-row shape
+        return real(t, bits, dim, group_size)
+
+    monkeypatch.setattr(quant.outliers, "absmax_quantize", per_tensor_for_one_operand)
+    with pytest.raises(AssertionError):
+        check_vector_wise_int8(quant.int8_matmul)
 
 
 @pytest.mark.parametrize("fmt", quant.WEIGHT_FORMATS)

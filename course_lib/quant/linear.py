@@ -104,7 +104,7 @@ class QuantLinear(nn.Module):
                 self.register_buffer("scale_codes", q2)
                 self.register_buffer("scale2", scale2)
                 self.register_buffer("scale_mean", mean)
-                self.n_blocks = absmax.numel()
+                self.n_groups = absmax.numel()
             else:
                 self.register_buffer("scale", absmax)
         if linear.bias is not None:
@@ -125,7 +125,7 @@ class QuantLinear(nn.Module):
         codes = unpack_int4(self.weight_codes, signed=False)
         if self.double_quant:
             absmax = double_dequantize(self.scale_codes, self.scale2, self.scale_mean,
-                                       self.n_blocks)
+                                       self.n_groups)
         else:
             absmax = self.scale
         return nf4_dequantize(codes, absmax, self.group_size).reshape(shape)

@@ -1,4 +1,4 @@
-"""NF4, QLoRA's 4-bit NormalFloat, and double quantization of its block scales.
+"""NF4, QLoRA's 4-bit NormalFloat, and double quantization of its group scales.
 
 Taught in book/03_quantization.md.
 
