@@ -398,6 +398,7 @@ BAD_CALLS = [  # (call, exception, a word the message must contain: the argument
     (lambda: absmax_quantize(torch.tensor([1.0, NAN])), ValueError, "NaN"),
     (lambda: zeropoint_quantize(torch.tensor([1.0, float("inf")])), ValueError, "x"),
     (lambda: absmax_quantize(torch.tensor([])), ValueError, "x is empty"),
+    (lambda: zeropoint_quantize(torch.tensor([3e38, -3e38])), ValueError, "x spans"),
     (lambda: absmax_quantize(torch.zeros(0, 8), dim=1), ValueError, "x is empty"),
     (lambda: absmax_quantize([1.0, 2.0]), TypeError, "x"),
     (lambda: absmax_quantize(torch.arange(4)), TypeError, "x"),

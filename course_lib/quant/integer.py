@@ -143,6 +143,8 @@ def zeropoint_quantize(x: torch.Tensor, bits: int = 8, dim: int | None = None,
     lo = xg.amin(dim=-1, keepdim=True).clamp(max=0)
     hi = xg.amax(dim=-1, keepdim=True).clamp(min=0)
     scale = (hi - lo) / levels
+    if not torch.isfinite(scale).all():
+        raise ValueError("x spans a range (max - min) too wide for float32")
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.round(-lo / safe).clamp(0, levels)
     qg = (torch.round(xg / safe) + zero).clamp(0, levels).to(torch.uint8)
