@@ -263,3 +263,38 @@ def quantization_grid(ax, x, grid, codes, code_labels=None, title: str | None = 
     if title:
         ax.set_title(title)
     return ax
+
+
+def levels_on_density(ax, levels, x, density, other_levels=None, labels=("levels", "other")):
+    """Shade a density in alternating slices between neighbouring levels' midpoints (the
+    values each level stands for), mark each level, and tick `other_levels` underneath.
+
+    Used for NF4: the slices of a normal curve that its 16 levels stand for, against int4's
+    evenly spaced levels.
+    """
+    levels = np.sort(np.asarray(levels, dtype=float).ravel())
+    x = np.asarray(x, dtype=float).ravel()
+    density = np.asarray(density, dtype=float).ravel()
+    if levels.size < 2 or x.size != density.size or x.size < 2:
+        raise ValueError("levels_on_density: need >= 2 levels and x, density of one length")
+    if not (np.isfinite(levels).all() and np.isfinite(x).all() and np.isfinite(density).all()):
+        raise ValueError("levels_on_density: levels, x and density must be finite")
+    edges = np.concatenate([[x[0]], (levels[1:] + levels[:-1]) / 2, [x[-1]]])
+    for k in range(levels.size):
+        inside = (x >= edges[k]) & (x <= edges[k + 1])
+        ax.fill_between(x[inside], density[inside], color=PALETTE["sky"] if k % 2 else
+                        PALETTE["blue"], alpha=0.45, linewidth=0)
+    ax.plot(x, density, color=PALETTE["black"], lw=1)
+    top = float(density.max())
+    ax.vlines(levels, 0, top * 1.05, color=PALETTE["vermillion"], lw=1.2, label=labels[0])
+    if other_levels is not None:
+        other = np.asarray(other_levels, dtype=float).ravel()
+        ax.plot(other, np.full(other.shape, -0.06 * top), "|", color=PALETTE["black"], ms=12,
+                mew=1.5, label=labels[1])
+    ax.set_ylim(-0.12 * top, top * 1.12)
+    ax.set_xlim(x[0], x[-1] + 0.22 * (x[-1] - x[0]))  # room for the legend on the right
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+__all__ += ["levels_on_density"]

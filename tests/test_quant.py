@@ -516,3 +516,24 @@ def test_quantization_grid_diagram():
     with pytest.raises(ValueError, match="finite"):
         plots.quantization_grid(ax, [float("nan")], np.arange(7.0), np.array([0]))
     plt.close(fig)
+
+
+def test_levels_on_density_diagram():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from course_lib import plots
+
+    xs = np.linspace(-1.2, 1.2, 200)
+    fig, ax = plt.subplots()
+    plots.levels_on_density(ax, NF4_LEVELS, xs, np.exp(-xs**2), np.arange(-7, 8) / 7)
+    assert len(ax.collections) >= 16  # one shaded slice per level (and the level lines)
+    fig.canvas.draw()
+    with pytest.raises(ValueError, match="levels"):
+        plots.levels_on_density(ax, [0.0], xs, np.exp(-xs**2))
+    with pytest.raises(ValueError, match="finite"):
+        plots.levels_on_density(ax, [0.0, float("nan")], xs, np.exp(-xs**2))
+    plt.close(fig)
