@@ -54,6 +54,8 @@ def _check_options(fmt, group_size, double_quant) -> None:
         raise TypeError(f"double_quant must be a bool, got {double_quant!r}")
     if double_quant and fmt != "nf4":
         raise ValueError(f"double_quant applies to nf4 only, not fmt={fmt!r}")
+
+
 _E4M3_TABLE = numerics.decode(torch.arange(256), "fp8_e4m3").float()  # bits -> value
 
 
