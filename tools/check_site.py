@@ -3,8 +3,9 @@
     python tools/check_site.py [_build/html] [--shots DIR]
 
 For each page: JavaScript errors in the console, images that did not load, math that MathJax
-left unrendered, a glued value that rendered as text (``<Figure size ...>``), and internal
-links or anchors that resolve to nothing. Then the site's own search box must find "LoRA" and
+left unrendered, a glued value that rendered as text (``<Figure size ...>``), code cells without a copy
+button, internal links or anchors that resolve to nothing, and (on chapter pages) a Binder
+button that does not open the chapter in JupyterLab. Then the site's own search box must find "LoRA" and
 "FlashAttention". One screenshot per page goes to ``--shots`` (default ``_build/site-check``).
 Exits 1 with a table of failures, 0 when the site is clean.
 
@@ -14,6 +15,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import time
@@ -38,6 +40,22 @@ def _ids(path: Path, cache: dict) -> set[str]:
         cache[path] = {tag["id"] for tag in soup.find_all(id=True)}
         cache[path] |= {tag["name"] for tag in soup.find_all("a", attrs={"name": True})}
     return cache[path]
+
+
+def binder_problem(page: Path, root: Path) -> str | None:
+    """A chapter page must have a Binder button that opens its own .md in JupyterLab (where
+    .binder/postBuild makes jupytext open it as a notebook)."""
+    rel = page.relative_to(root)
+    if not re.match(r"\d\d", page.stem) or rel.parts[0] != "book":
+        return None
+    html = page.read_text(encoding="utf-8")
+    links = re.findall(r'href="(https://mybinder\.org/[^"]+)"', html)
+    want = f"urlpath=lab/tree/book/{page.stem}.md"
+    if not links:
+        return "no Binder launch button"
+    if not any(link.endswith(want) for link in links):
+        return f"the Binder button does not open book/{page.stem}.md in JupyterLab: {links[0]}"
+    return None
 
 
 def broken_links(page: Path, root: Path, cache: dict) -> list[str]:
@@ -136,6 +154,8 @@ def check(root: Path, shots: Path) -> list[tuple[str, str]]:
             rel = str(page.relative_to(root))
             for link in broken_links(page, root, cache):
                 failures.append((rel, f"broken link {link}"))
+            if problem := binder_problem(page, root):
+                failures.append((rel, problem))
             result = _load(drv, page.as_uri(), PAGE_JS)
             for log in drv.get_log("browser"):
                 if log.get("level") == "SEVERE":
