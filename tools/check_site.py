@@ -3,10 +3,11 @@
     python tools/check_site.py [_build/html] [--shots DIR]
 
 For each page: JavaScript errors in the console, images that did not load, math that MathJax
-left unrendered, a glued value that rendered as text (``<Figure size ...>``), code cells without a copy
-button, internal links or anchors that resolve to nothing, and (on chapter pages) a Binder
-button that does not open the chapter in JupyterLab. Then the site's own search box must find "LoRA" and
-"FlashAttention". One screenshot per page goes to ``--shots`` (default ``_build/site-check``).
+left unrendered, a glued value that rendered as text (``<Figure size ...>``), code cells
+without a copy button, internal links or anchors that resolve to nothing, and (on chapter
+pages) a Binder button that does not open the chapter in JupyterLab. Then the site's own
+search box must find "LoRA" and "FlashAttention". One screenshot per page goes to
+``--shots`` (default ``_build/site-check``).
 Exits 1 with a table of failures, 0 when the site is clean.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and selenium.
