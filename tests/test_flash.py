@@ -462,3 +462,27 @@ def test_tiled_memory_is_linear_standard_is_quadratic():
     assert out.shape == (1, 1, 512, 16)
     assert std_peak >= 2 * 512 * 512 * 4  # scores and probabilities coexist
     assert flash_peak < std_peak / 10
+
+
+# ------------------------------------------------------------------ the tile-grid diagram
+def test_tile_grid_draws_every_tile_and_rejects_bad_steps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib import plots
+
+    fig = plots.flash_tile_grid(12, 10, 4, 4, [(0, 0), (2, 1)], causal=True)
+    ax = fig.axes[0]
+    # 3 x 3 score tiles plus 8 strip rectangles (Q, O, K^T, V^T: whole strip + fast block)
+    assert len(ax.patches) == 9 + 8
+    plt.close(fig)
+    with pytest.raises(ValueError, match="outside"):
+        plots.flash_tile_grid(12, 12, 4, 4, [(3, 0)])
+    with pytest.raises(ValueError, match="skips"):
+        plots.flash_tile_grid(12, 12, 4, 4, [(0, 2)], causal=True)
+    with pytest.raises(TypeError, match="block_q"):
+        plots.flash_tile_grid(12, 12, 4.0, 4, [(0, 0)])
+    with pytest.raises(ValueError, match="empty"):
+        plots.flash_tile_grid(12, 12, 4, 4, [])
