@@ -321,6 +321,8 @@ def hbm_traffic(
         raise TypeError(f"method must be a str, got {type(method).__name__}")
     if method not in ("standard", "flash", "flash2"):
         raise ValueError(f"method must be 'standard', 'flash' or 'flash2', got {method!r}")
+    if method == "standard":  # no tiles: the SRAM size does not enter
+        return 4 * n * d + 4 * n * n
     if blocks is None:
         block_r, block_c = block_sizes(sram_bytes, d, bytes_per_el)
     else:
@@ -329,8 +331,6 @@ def hbm_traffic(
         block_r, block_c = blocks
         _check_positive_int("blocks[0] (B_r)", block_r)
         _check_positive_int("blocks[1] (B_c)", block_c)
-    if method == "standard":
-        return 4 * n * d + 4 * n * n
     if method == "flash":
         t_c = math.ceil(n / block_c)
         return 3 * n * d + 2 * n + t_c * n * (3 * d + 4)
