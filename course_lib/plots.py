@@ -153,7 +153,8 @@ def _tile_visible(i: int, j: int, n_q: int, n_k: int, block_q: int, block_k: int
     return j * block_k <= last_query
 
 
-def flash_tile_grid(n_q: int, n_k: int, block_q: int, block_k: int, steps, causal=False):
+def flash_tile_grid(n_q: int, n_k: int, block_q: int, block_k: int, steps, causal=False,
+                    ncols: int = 2):
     """Draw which tiles of Q, K, V (and of the score matrix) are in fast memory, step by step.
 
     One panel per ``(i, j)`` in ``steps``: query tile i and key tile j of the tiled forward
@@ -162,6 +163,7 @@ def flash_tile_grid(n_q: int, n_k: int, block_q: int, block_k: int, steps, causa
     and the output O with its running max and sum to the right. Tiles in fast memory at that
     step are orange, the score tile being computed red, tiles already done blue; with
     ``causal=True`` the tiles above the diagonal, which the loop skips, are hatched.
+    Panels are laid out ``ncols`` to a row.
     Returns the figure. Taught in book/04_attention.md.
     """
     import matplotlib.pyplot as plt
@@ -184,8 +186,14 @@ def flash_tile_grid(n_q: int, n_k: int, block_q: int, block_k: int, steps, causa
 
     fast, current, done, hbm = PALETTE["orange"], PALETTE["vermillion"], PALETTE["sky"], "#e6e6e6"
     strip, gap = max(n_q, n_k) * 0.14, max(n_q, n_k) * 0.04
-    fig, axes = plt.subplots(1, len(steps), figsize=(3.3 * len(steps), 3.4), squeeze=False)
-    for ax, (i, j) in zip(axes[0], steps):
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"flash_tile_grid: ncols must be a positive int, got {ncols!r}")
+    ncols = min(ncols, len(steps))
+    nrows = -(-len(steps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.7 * nrows), squeeze=False)
+    for ax in axes.flat[len(steps):]:
+        ax.axis("off")
+    for ax, (i, j) in zip(axes.flat, steps):
         q_rows = (i * block_q, min((i + 1) * block_q, n_q))
         k_cols = (j * block_k, min((j + 1) * block_k, n_k))
 
@@ -222,12 +230,12 @@ def flash_tile_grid(n_q: int, n_k: int, block_q: int, block_k: int, steps, causa
                   (mid_k, n_q + gap + strip / 2, f"$V_{j}^T$", "center"),
                   (mid_k, mid_q, f"$S_{{{i}{j}}}$", "center"))
         for x, y, text, align in labels:
-            ax.text(x, y, text, ha=align, va="center", fontsize=9)
+            ax.text(x, y, text, ha=align, va="center", fontsize=11)
         ax.set_xlim(-2 * gap - strip, n_k + 2 * gap + 3 * strip)
         ax.set_ylim(n_q + 2 * gap + strip, -2 * gap - strip)
         ax.set_aspect("equal")
         ax.axis("off")
-        ax.set_title(f"query tile {i}, key tile {j}", fontsize=10)
+        ax.set_title(f"query tile {i}, key tile {j}", fontsize=11)
     handles = [Patch(facecolor=fast, label="in fast memory (SRAM)"),
                Patch(facecolor=current, label="score tile computed now"),
                Patch(facecolor=done, label="tiles done (never stored)"),
@@ -235,7 +243,7 @@ def flash_tile_grid(n_q: int, n_k: int, block_q: int, block_k: int, steps, causa
     if causal:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
                              label="skipped (causal)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=10,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.1 / nrows, 1, 1))
     return fig
