@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import matplotlib as mpl
 import numpy as np
 
-__all__ = ["PALETTE", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "use_style", "heatmap"]
+__all__ = ["PALETTE", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "use_style", "heatmap", "flow_diagram"]
 
 # Okabe & Ito (2008), "Color Universal Design": eight colours that stay distinct under the
 # common forms of colour blindness. Black is kept last: it is for reference lines.
@@ -144,3 +144,30 @@ def heatmap(
                 ax.text(j, i, fmt.format(value), ha="center", va="center",
                         color=color, fontsize=8)
     return image
+
+
+# --- chapter 7: flow diagrams ---
+def flow_diagram(ax, boxes: Sequence[str], title: str | None = None, loop_back: bool = False):
+    """Boxes left to right joined by arrows (a pipeline); ``loop_back`` draws an arrow from the
+    last box back to the first (a loop, as in an agent). Taught in book/07_rag_agents.md."""
+    boxes = [str(b) for b in boxes]
+    if len(boxes) < 2:
+        raise ValueError(f"flow_diagram: need at least 2 boxes, got {len(boxes)}")
+    colours = list(PALETTE.values())[:-1]
+    ax.set_xlim(-0.6, len(boxes) - 0.4)
+    ax.set_ylim(-1.0, 0.8)
+    ax.axis("off")
+    for i, label in enumerate(boxes):
+        ax.text(i, 0, label, ha="center", va="center", fontsize=9, wrap=True,
+                bbox={"boxstyle": "round,pad=0.45", "fc": colours[i % len(colours)],
+                      "alpha": 0.25, "ec": colours[i % len(colours)]})
+        if i:
+            ax.annotate("", xy=(i - 0.42, 0), xytext=(i - 0.58, 0),
+                        arrowprops={"arrowstyle": "->", "lw": 1.5})
+    if loop_back:
+        ax.annotate("", xy=(0, -0.35), xytext=(len(boxes) - 1, -0.35),
+                    arrowprops={"arrowstyle": "->", "lw": 1.2, "ls": "--",
+                                "connectionstyle": "arc3,rad=0.25"})
+    if title:
+        ax.set_title(title)
+    return ax

@@ -232,3 +232,36 @@ def test_random_queries_never_crash_bm25():
         q = rag.tokenize("".join(rng.choice("ab cdé\n?!") for _ in range(rng.randint(0, 20))))
         s = bm.scores(q)
         assert len(s) == len(bm) and all(math.isfinite(x) for x in s)
+
+
+def test_contextual_chunks_carry_the_paragraph_subject():
+    doc = data.town_documents(10)[0]
+    chunks = rag.contextual_chunks(doc, 2, 1, doc=3)
+    assert all(c.text == doc[c.start:c.end] and c.doc == 3 for c in chunks)
+    person = [c for c in chunks if c.header.endswith("is a resident of Veldmoor.")]
+    assert len(person) >= 5 * 3
+    assert all(c.header.split()[0] == c.text.split()[0] for c in person)
+    assert rag.contextual_chunks("", 2, 0) == []
+    with pytest.raises(ValueError, match="overlap"):
+        rag.contextual_chunks(doc, 2, 2)
+
+
+def test_pair_reader_learns_paraphrases_and_rejects_bad_input():
+    examples = [("What is Mira's trade?", "Mira works as a cooper.", 1),
+                ("What is Mira's trade?", "Mira was born in May.", 0),
+                ("What is Oskar's trade?", "Oskar works as a tanner.", 1),
+                ("What is Oskar's trade?", "Oskar was born in June.", 0)]
+    reader = rag.PairReader().fit(examples)
+    passages = ["Lasse was born in July. Lasse works as a beekeeper."]
+    assert rag.read_answer("What is Lasse's trade?", passages, reader.score) == (
+        "Lasse works as a beekeeper.", 0)
+    # the word-overlap reader cannot tell the two sentences apart and takes the first
+    assert rag.read_answer("What is Lasse's trade?", passages)[0] == "Lasse was born in July."
+    with pytest.raises(ValueError, match="empty"):
+        rag.PairReader().fit([])
+    with pytest.raises(ValueError, match="both"):
+        rag.PairReader().fit(examples[:1])
+    with pytest.raises(ValueError, match="fit first"):
+        rag.PairReader().score("q", "s")
+    with pytest.raises(TypeError, match="score"):
+        rag.read_answer("q", ["s."], score=3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "chunk_text", "word_spans", "sentence_spans"]
+__all__ = ["Chunk", "chunk_text", "contextual_chunks", "word_spans", "sentence_spans"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)|\n+", re.M)
@@ -26,6 +26,7 @@ class Chunk:
     end: int
     index: int
     doc: int = 0
+    header: str = ""  # context prepended when indexing (see contextual_chunks), not in text
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
@@ -129,3 +130,23 @@ def chunk_text(text: str, size: int, overlap: int = 0, by: str = "char", doc: in
     else:
         windows = _windows(spans, size, overlap)
     return [Chunk(text[a:b], a, b, i, doc) for i, (a, b) in enumerate(windows)]
+
+
+def contextual_chunks(text: str, size: int, overlap: int = 0, doc: int = 0) -> list[Chunk]:
+    """Sentence chunks that remember whose they are: each paragraph (a line) is split by
+    sentences after its first one, and that first sentence, which names the subject, rides
+    along as every chunk's ``header``. Index ``header + " " + text``; ``text`` stays a slice of
+    the document. Taught in book/07_rag_agents.md, "Chunking"."""
+    _check(text, size, overlap)
+    out, pos = [], 0
+    for line in text.split("\n"):
+        start = text.index(line, pos)
+        pos = start + len(line)
+        spans = sentence_spans(line)
+        if not spans:
+            continue
+        header = line[spans[0][0]:spans[0][1]] if len(spans) > 1 else ""
+        body = start + (spans[1][0] if len(spans) > 1 else spans[0][0])
+        for c in chunk_text(text[body:pos], size, overlap, by="sentence"):
+            out.append(Chunk(c.text, body + c.start, body + c.end, len(out), doc, header))
+    return out

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["minilm", "embed", "DenseIndex", "token_vectors", "maxsim"]
+__all__ = ["minilm", "embed", "embed_with_tokens", "DenseIndex", "token_vectors", "maxsim"]
 
 
 @lru_cache(maxsize=1)
@@ -104,3 +104,20 @@ def maxsim(query_vecs: np.ndarray, doc_vecs: np.ndarray) -> float:
     if q.ndim != 2 or d.ndim != 2 or q.shape[1] != d.shape[1] or 0 in q.shape + d.shape:
         raise ValueError(f"maxsim: need (n_q, dim) and (n_d, dim), got {q.shape} and {d.shape}")
     return float((q @ d.T).max(axis=1).sum())
+
+
+def embed_with_tokens(texts: list[str], batch_size: int = 64):
+    """One MiniLM pass giving both the sentence embeddings (as ``embed``: the mean of the token
+    vectors, normalized) and each text's unit-length token vectors (for ``maxsim``)."""
+    texts = _check_texts(texts, "embed_with_tokens")
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32), []
+    outs = minilm().encode(texts, batch_size=batch_size, output_value="token_embeddings",
+                           convert_to_numpy=False, show_progress_bar=False)
+    sentences, tokens = [], []
+    for t in outs:
+        v = t.float().numpy()
+        mean = v.mean(axis=0)
+        sentences.append(mean / max(np.linalg.norm(mean), 1e-12))
+        tokens.append(v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12))
+    return np.stack(sentences).astype(np.float32), tokens

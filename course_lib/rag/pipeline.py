@@ -13,7 +13,8 @@ from course_lib.rag.dense import DenseIndex
 from course_lib.rag.metrics import reciprocal_rank_fusion
 from course_lib.rag.sparse import BM25, tokenize
 
-__all__ = ["Retriever", "read_answer", "looks_injected", "STOPWORDS"]
+__all__ = ["Retriever", "read_answer", "word_overlap", "PairReader", "looks_injected",
+           "STOPWORDS"]
 
 METHODS = ("bm25", "dense", "hybrid")
 STOPWORDS = frozenset(
@@ -61,20 +62,27 @@ def _content(text: str) -> set[str]:
     return {w for w in tokenize(text) if w not in STOPWORDS}
 
 
-def read_answer(question: str, passages: list[str]) -> tuple[str, int]:
-    """An extractive reader: the sentence of the passages that shares the most content words
-    with the question (ties go to the better-ranked passage), and the index of the passage it
-    came from, so the answer can cite its chunk. With no passages it answers ("", -1)."""
+def word_overlap(question: str, sentence: str) -> float:
+    """How many content words (not stop words) a sentence shares with the question."""
+    return float(len(_content(question) & _content(sentence)))
+
+
+def read_answer(question: str, passages: list[str], score=word_overlap) -> tuple[str, int]:
+    """An extractive reader: the sentence of the passages that scores highest with the
+    question (``score(question, sentence)``; shared content words by default; ties go to the
+    better-ranked passage), and the index of the passage it came from, so the answer can cite
+    its chunk. With no passages, or nothing scoring above 0, it answers ("", -1)."""
     if not isinstance(question, str):
         raise TypeError("read_answer: question must be a str")
-    q = _content(question)
-    best, best_score = ("", -1), 0
+    if not callable(score):
+        raise TypeError("read_answer: score must be callable")
+    best, best_score = ("", -1), 0.0
     for i, passage in enumerate(passages):
         for a, b in sentence_spans(passage):
-            sentence = passage[a:b]
-            score = len(q & _content(sentence))
-            if score > best_score:
-                best, best_score = (sentence.strip(), i), score
+            sentence = passage[a:b].strip()
+            s = score(question, sentence)
+            if s > best_score:
+                best, best_score = (sentence, i), s
     return best
 
 
@@ -91,3 +99,45 @@ def looks_injected(text: str) -> bool:
     if not isinstance(text, str):
         raise TypeError("looks_injected: text must be a str")
     return bool(_INJECTION.search(text))
+
+
+class PairReader:
+    """A reader trained here: logistic regression on (question word, sentence word) pairs.
+
+    It learns which question words go with which sentence words ("trade" with "works",
+    "music" with "plays") from questions with known gold sentences, so it reads paraphrases
+    that shared words and off-the-shelf embeddings miss. ``score(question, sentence)`` is the
+    probability that the sentence answers the question; pass it to ``read_answer``.
+    """
+
+    def __init__(self, n_features: int = 2**14, c: float = 1.0):
+        from sklearn.feature_extraction import FeatureHasher
+        from sklearn.linear_model import LogisticRegression
+
+        self.hasher = FeatureHasher(n_features=n_features, input_type="string",
+                                    alternate_sign=False)
+        self.model = LogisticRegression(C=c, max_iter=1000)
+        self.fitted = False
+
+    @staticmethod
+    def _pairs(question: str, sentence: str) -> list[str]:
+        q, s = _content(question), _content(sentence)
+        return [f"{a}|{b}" for a in q for b in s] + [f"s:{b}" for b in s]
+
+    def fit(self, examples: list[tuple[str, str, int]]) -> PairReader:
+        """Train on (question, sentence, 1 if it answers else 0) triples."""
+        if not examples:
+            raise ValueError("PairReader.fit: examples is empty")
+        labels = [int(y) for _, _, y in examples]
+        if set(labels) != {0, 1}:
+            raise ValueError("PairReader.fit: need both positive (1) and negative (0) examples")
+        x = self.hasher.transform(self._pairs(q, s) for q, s, _ in examples)
+        self.model.fit(x, labels)
+        self.fitted = True
+        return self
+
+    def score(self, question: str, sentence: str) -> float:
+        if not self.fitted:
+            raise ValueError("PairReader.score: call fit first")
+        x = self.hasher.transform([self._pairs(question, sentence)])
+        return float(self.model.predict_proba(x)[0, 1])
