@@ -339,7 +339,9 @@ def render_transcript(question: str, steps: list[Step], answer: str | None) -> s
         if s.tool is not None:
             lines.append(f"  [{i}] Action: {s.tool}({json.dumps(s.args)})")
         elif s.answer is None and s.raw:
-            lines.append(f"  [{i}] (malformed) {s.raw.strip()[:80]}")
+            action = _ACTION.search(s.raw)
+            shown = action.group(0) if action else s.raw.strip().splitlines()[-1]
+            lines.append(f"  [{i}] (malformed) {shown[:80]}")
         if s.observation is not None:
             lines.append(f"  [{i}] Observation: {s.observation}")
         if s.answer is not None:

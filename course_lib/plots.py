@@ -167,7 +167,7 @@ def flow_diagram(ax, boxes: Sequence[str], title: str | None = None, loop_back: 
     if loop_back:
         ax.annotate("", xy=(0, -0.35), xytext=(len(boxes) - 1, -0.35),
                     arrowprops={"arrowstyle": "->", "lw": 1.2, "ls": "--",
-                                "connectionstyle": "arc3,rad=0.25"})
+                                "connectionstyle": "arc3,rad=-0.25"})
     if title:
         ax.set_title(title)
     return ax

@@ -131,3 +131,9 @@ def test_a_crashing_policy_is_an_observation_not_a_crash():
         raise RuntimeError("boom")
     answer, steps = ReActAgent(policy, [CALCULATOR], max_steps=2).run("q")
     assert answer is None and all("boom" in s.observation for s in steps)
+
+
+def test_transcript_shows_the_malformed_action_line():
+    steps = [parse_step('Thought: hm\nAction: {"name": "calculator", "input": {')]
+    text = agent.render_transcript("q", steps, None)
+    assert '(malformed) Action: {"name": "calculator"' in text and "error" in text

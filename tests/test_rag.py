@@ -265,3 +265,11 @@ def test_pair_reader_learns_paraphrases_and_rejects_bad_input():
         rag.PairReader().score("q", "s")
     with pytest.raises(TypeError, match="score"):
         rag.read_answer("q", ["s."], score=3)
+
+
+def test_reader_threshold_stops_at_the_first_confident_sentence():
+    passages = ["Mira plays the harp.", "Mira plays the harp and the lute on Sundays."]
+    def score(q, s):
+        return len(s) / 100
+    assert rag.read_answer("q", passages, score) == (passages[1], 1)
+    assert rag.read_answer("q", passages, score, threshold=0.1) == (passages[0], 0)

@@ -61,13 +61,21 @@ class DenseIndex:
         if not np.isfinite(e).all():
             raise ValueError("DenseIndex: embeddings contain NaN or inf")
         self.embeddings = e
+        self._query_cache: dict[str, np.ndarray] = {}  # a question is embedded once
 
     def __len__(self) -> int:
         return len(self.embeddings)
 
     def scores(self, query: str | np.ndarray) -> np.ndarray:
         """Cosine similarity of the query to every stored vector."""
-        q = self.encoder([query])[0] if isinstance(query, str) else np.asarray(query, np.float32)
+        if isinstance(query, str):
+            if query not in self._query_cache:
+                if len(self._query_cache) > 10_000:
+                    self._query_cache.clear()
+                self._query_cache[query] = self.encoder([query])[0]
+            q = self._query_cache[query]
+        else:
+            q = np.asarray(query, np.float32)
         if q.shape != (self.embeddings.shape[1],):
             raise ValueError(f"DenseIndex: query vector has shape {q.shape}, "
                              f"index dim is {self.embeddings.shape[1]}")

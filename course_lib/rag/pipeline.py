@@ -67,11 +67,14 @@ def word_overlap(question: str, sentence: str) -> float:
     return float(len(_content(question) & _content(sentence)))
 
 
-def read_answer(question: str, passages: list[str], score=word_overlap) -> tuple[str, int]:
+def read_answer(question: str, passages: list[str], score=word_overlap,
+                threshold: float | None = None) -> tuple[str, int]:
     """An extractive reader: the sentence of the passages that scores highest with the
     question (``score(question, sentence)``; shared content words by default; ties go to the
     better-ranked passage), and the index of the passage it came from, so the answer can cite
-    its chunk. With no passages, or nothing scoring above 0, it answers ("", -1)."""
+    its chunk. With ``threshold``, it reads the passages in rank order and stops at the first
+    sentence that scores at least that much (trusting the retriever's order). With no
+    passages, or nothing scoring above 0, it answers ("", -1)."""
     if not isinstance(question, str):
         raise TypeError("read_answer: question must be a str")
     if not callable(score):
@@ -81,6 +84,8 @@ def read_answer(question: str, passages: list[str], score=word_overlap) -> tuple
         for a, b in sentence_spans(passage):
             sentence = passage[a:b].strip()
             s = score(question, sentence)
+            if threshold is not None and s >= threshold:
+                return sentence, i
             if s > best_score:
                 best, best_score = (sentence, i), s
     return best
