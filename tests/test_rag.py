@@ -273,3 +273,21 @@ def test_reader_threshold_stops_at_the_first_confident_sentence():
         return len(s) / 100
     assert rag.read_answer("q", passages, score) == (passages[1], 1)
     assert rag.read_answer("q", passages, score, threshold=0.1) == (passages[0], 0)
+
+
+def test_flow_diagram_draws_boxes_and_rejects_bad_input():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import flow_diagram
+
+    fig, ax = plt.subplots()
+    flow_diagram(ax, ["a", "b", "c"], loop_back=True, loop_to=1)
+    assert [t.get_text() for t in ax.texts if t.get_text()] == ["a", "b", "c"]
+    assert sum(1 for t in ax.texts if not t.get_text()) == 3  # two arrows and the loop
+    with pytest.raises(ValueError, match="2 boxes"):
+        flow_diagram(ax, ["a"])
+    with pytest.raises(ValueError, match="loop_to"):
+        flow_diagram(ax, ["a", "b"], loop_back=True, loop_to=1)
+    plt.close(fig)
