@@ -28,8 +28,11 @@ def _check_texts(texts, name):
     return list(texts)
 
 
-def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Unit-length MiniLM embeddings, float32 (n, 384): mean-pooled token vectors, normalized."""
+def embed(texts: list[str], batch_size: int = 8) -> np.ndarray:
+    """Unit-length MiniLM embeddings, float32 (n, 384): mean-pooled token vectors, normalized.
+
+    Small batches keep the peak memory low: a batch of 64 long passages holds ~250 MB of
+    attention scores at once, which pushed chapter 7 past Binder's 1 GB."""
     texts = _check_texts(texts, "embed")
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
@@ -114,7 +117,7 @@ def maxsim(query_vecs: np.ndarray, doc_vecs: np.ndarray) -> float:
     return float((q @ d.T).max(axis=1).sum())
 
 
-def embed_with_tokens(texts: list[str], batch_size: int = 64):
+def embed_with_tokens(texts: list[str], batch_size: int = 8):
     """One MiniLM pass giving both the sentence embeddings (as ``embed``: the mean of the token
     vectors, normalized) and each text's unit-length token vectors (for ``maxsim``)."""
     texts = _check_texts(texts, "embed_with_tokens")
