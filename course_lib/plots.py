@@ -64,6 +64,7 @@ def use_style() -> None:
 # --- chapter 7: flow diagrams ---
 __all__ += ["flow_diagram"]
 
+
 def flow_diagram(ax, boxes: Sequence[str], title: str | None = None, loop_back: bool = False,
                  loop_to: int = 0):
     """Boxes left to right joined by arrows (a pipeline); ``loop_back`` draws an arrow from the
@@ -176,4 +177,3 @@ def heatmap(
                 ax.text(j, i, fmt.format(value), ha="center", va="center",
                         color=color, fontsize=8)
     return image
-
