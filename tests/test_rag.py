@@ -291,3 +291,16 @@ def test_flow_diagram_draws_boxes_and_rejects_bad_input():
     with pytest.raises(ValueError, match="loop_to"):
         flow_diagram(ax, ["a", "b"], loop_back=True, loop_to=1)
     plt.close(fig)
+
+
+def test_ask_runs_as_a_module_and_rejects_bad_k():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "course_lib.rag", "ask", "What is NF4?",
+                          "--method", "bm25", "-k", "1"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith("[1] ") and ".md - " in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "course_lib.rag", "ask", "x", "-k", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "-k" in bad.stderr
