@@ -323,3 +323,15 @@ def test_bm25_solution_matches_rank_bm25():
         ours = solution("ch7.bm25")(_DOCS, query)
         theirs = bm25.get_scores(query).tolist()
         assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12), query
+
+
+def test_chapter_7_solutions_match_course_lib_rag():
+    from course_lib import rag
+
+    rankings = [["a", "b", "c", "d"], ["d", "c"], ["c", "x"]]
+    for k in (1, 60):
+        assert solution("ch7.rrf")(rankings, k) == rag.reciprocal_rank_fusion(rankings, k=k)
+    ranked, relevant = ["a", "b", "c", "d"], ["a", "d", "z"]
+    for k in (1, 2, 3, 4, 10):
+        assert solution("ch7.recall_at_k")(ranked, relevant, k) == pytest.approx(
+            rag.recall_at_k(ranked, relevant, k))
