@@ -224,6 +224,13 @@ PRESETS: dict[str, Preset] = {
         steps=30, batch_size=8, lr=3e-3, warmup=5, n_stories=200, vocab_size=300, eval_every=10,
         notes="a toy preset for tests",
     ),
+    # chapter 6: a second organism, on real text (course_lib/corpora), near its capacity
+    "pydoc-gpt": Preset(
+        config=GPTConfig(vocab_size=1024, block_size=128, n_layer=4, n_head=4, d_model=128),
+        steps=1500, batch_size=16, lr=3e-3, warmup=100, vocab_size=1024, eval_every=100,
+        notes="tiny-gpt's shape on Python's documentation (pydoc_data.topics), BPE vocab 1024",
+        extra={"corpus": "pydoc", "prompt": "The \"if\" statement is used"},
+    ),
 }
 
 
@@ -284,6 +291,13 @@ def evaluate(model: GPT, tokens: torch.Tensor, block_size: int | None = None,
 
 def prepare_data(preset: Preset):
     """Train the BPE tokenizer on the training split and encode both splits."""
+    if preset.extra.get("corpus") == "pydoc":  # chapter 6's organism: real text
+        from .corpora import pydoc_text
+
+        train_text, val_text = pydoc_text("train"), pydoc_text("val")
+        tok = BPETokenizer.train(train_text, preset.vocab_size)
+        return (tok, torch.tensor(tok.encode(train_text), dtype=torch.long),
+                torch.tensor(tok.encode(val_text), dtype=torch.long))
     train_text = data.corpus_text("train", seed=preset.seed, n_stories=preset.n_stories)
     val_text = data.corpus_text("val", seed=preset.seed, n_stories=preset.n_stories)
     tok = BPETokenizer.train(train_text, preset.vocab_size)
@@ -387,7 +401,7 @@ def run_preset(name: str, out_dir: str | Path | None = None, progress: bool = Tr
 
     (tok, train_ids, val_ids, model, history, val_loss), seconds = \
         run_with_threads(preset.num_threads, work)
-    prompt = torch.tensor([tok.encode("Once upon a time, there was")])
+    prompt = torch.tensor([tok.encode(preset.extra.get("prompt", "Once upon a time, there was"))])
     sample = tok.decode(model.generate(prompt, 40, temperature=0)[0].tolist())
     record = {
         "name": name, "family": "gpt", "config": config_dict(preset.config),

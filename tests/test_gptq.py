@@ -5,6 +5,8 @@ import torch
 
 from course_lib import gptq, quant
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def layer(d_out=12, d_in=16, n=64, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)

@@ -6,6 +6,8 @@ import torch
 from course_lib import gptq, prune
 from tests.test_gptq import layer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def brute_force_sparsegpt(w, x, sparsity, block, n_m=None, damp=0.01):
     """Column by column, each update from a freshly inverted Hessian of the free columns; the
