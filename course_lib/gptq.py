@@ -178,3 +178,37 @@ def gptq_quantize(weight: torch.Tensor, inputs: torch.Tensor, bits: int,
     if act_order:
         out = out[:, torch.argsort(perm)]
     return out.to(dtype)
+
+
+# --------------------------------------------------------------------------- calibration
+def block_linears(model) -> dict[str, torch.nn.Linear]:
+    """The ``nn.Linear`` layers inside a course GPT's blocks (every Linear but the head)."""
+    return {f"blocks.{i}.{name}": mod for i, block in enumerate(model.blocks)
+            for name, mod in block.named_modules() if isinstance(mod, torch.nn.Linear)}
+
+
+@torch.no_grad()
+def linear_inputs(model, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``tokens`` (B, T) through ``model`` once and return the input ``(B*T, d_in)`` of each
+    Linear of :func:`block_linears` (one shot: every layer sees the uncompressed model's
+    activations)."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [mod.register_forward_hook(
+        lambda m, args, out, name=name: seen.__setitem__(name, args[0].reshape(-1,
+                                                                               args[0].shape[-1])))
+        for name, mod in block_linears(model).items()]
+    try:
+        model(tokens)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def compress_linears(model, inputs: dict[str, torch.Tensor], fn):
+    """Replace the weight of every Linear of :func:`block_linears` by ``fn(weight, inputs)``;
+    ``model`` is changed in place and returned (deep-copy it first to keep the original)."""
+    for name, mod in block_linears(model).items():
+        mod.weight.copy_(fn(mod.weight, inputs[name]))
+    return model
