@@ -1,0 +1,168 @@
+"""Speculative decoding: a small draft model proposes ``k`` tokens, the target model checks them
+all in one forward pass, and a rejection rule keeps the output distributed exactly as the
+target's own sampling (Leviathan et al. 2023; Chen et al. 2023).
+
+Taught in book/06_inference.md. For draft token ``d`` with draft probability ``q(d)`` and target
+probability ``p(d)``: accept with probability ``min(1, p(d) / q(d))``; at the first rejection,
+sample from ``max(0, p - q)`` renormalised and stop; if all ``k`` are accepted, sample one more
+token from the target's next distribution (free: the verifying pass computed it). At
+temperature 0 both models are greedy and a draft token is accepted exactly when it is the
+target's argmax, so the output is the target's greedy output token for token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["SpeculativeStats", "expected_speedup", "expected_tokens_per_step",
+           "speculative_generate", "acceptance_rate"]
+
+
+@dataclass
+class SpeculativeStats:
+    """What one run did: target forward passes, draft tokens proposed and accepted."""
+
+    target_calls: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    new_tokens: int = 0
+
+    @property
+    def acceptance(self) -> float:
+        """Share of drafted tokens the target accepted."""
+        return self.accepted / self.drafted if self.drafted else float("nan")
+
+    @property
+    def tokens_per_call(self) -> float:
+        return self.new_tokens / self.target_calls if self.target_calls else float("nan")
+
+
+def _check_prob(alpha, name="alpha"):
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {alpha!r}")
+
+
+def _check_k(k):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (draft length) must be a positive int, got {k!r}")
+
+
+def expected_tokens_per_step(alpha: float, k: int) -> float:
+    """Tokens produced per target pass when each draft token is accepted with probability
+    ``alpha`` independently: ``(1 - alpha^(k+1)) / (1 - alpha)`` (Leviathan et al., Eq. 1)."""
+    _check_prob(alpha)
+    _check_k(k)
+    return float(k + 1) if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def expected_speedup(alpha: float, k: int, cost_ratio: float) -> float:
+    """Expected wall-clock speed-up over plain decoding when one draft step costs
+    ``cost_ratio`` target steps and verifying ``k + 1`` tokens costs one target step:
+    ``(1 - alpha^(k+1)) / ((1 - alpha)(k c + 1))`` (Leviathan et al., Theorem 3.8)."""
+    if isinstance(cost_ratio, bool) or not isinstance(cost_ratio, int | float) \
+            or not 0 <= cost_ratio < math.inf:
+        raise ValueError(f"cost_ratio must be a finite number >= 0, got {cost_ratio!r}")
+    return expected_tokens_per_step(alpha, k) / (k * cost_ratio + 1)
+
+
+def acceptance_rate(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Probability that a token drawn from ``q`` is accepted against ``p``:
+    ``sum_x min(p(x), q(x)) = 1 - TV(p, q)``, over the last dimension."""
+    return torch.minimum(p, q).sum(-1)
+
+
+def _truncate(caches, n: int) -> None:
+    for c in caches:
+        if c.k is not None and c.k.shape[-2] > n:
+            c.k, c.v = c.k[..., :n, :], c.v[..., :n, :]
+
+
+def _probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    return F.softmax(logits.double() / temperature, dim=-1)
+
+
+def _feed(model, caches, seq: list[int]) -> torch.Tensor:
+    """Feed the tokens of ``seq`` the cache has not seen; return logits (n_fed, V)."""
+    new = seq[len(caches[0]):]
+    logits, _ = model(torch.tensor([new]), kv_caches=caches)
+    return logits[0]
+
+
+@torch.no_grad()
+def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: int, k: int = 4,
+                         temperature: float = 0.0, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, SpeculativeStats]:
+    """Decode ``max_new_tokens`` tokens after ``prompt`` (1, T) from ``target`` with ``draft``
+    proposing ``k`` at a time. Both are course GPTs with KV caches and the same vocabulary.
+    Returns ``(ids (1, T + max_new_tokens), stats)``. ``temperature=0`` is greedy."""
+    _check_k(k)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+            or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
+            or not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[0] != 1 \
+            or prompt.shape[1] < 1:
+        raise ValueError("prompt must be a (1, T) tensor of token ids with T >= 1")
+    if target.config.vocab_size != draft.config.vocab_size:
+        raise ValueError("target and draft must share a vocabulary")
+    limit = min(target.config.block_size, draft.config.block_size)
+    if prompt.shape[1] + max_new_tokens + k > limit:
+        raise ValueError(f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) + k "
+                         f"({k}) exceeds the models' block_size {limit}")
+    seq = prompt[0].tolist()
+    goal = len(seq) + max_new_tokens
+    t_caches, d_caches = target.new_kv_caches(), draft.new_kv_caches()
+    stats = SpeculativeStats()
+    greedy = temperature == 0
+    while len(seq) < goal:
+        # 1. the draft proposes k tokens, one at a time (its cache catches up first)
+        n = len(seq)
+        proposal, q_list = [], []
+        for _ in range(k):
+            logits = _feed(draft, d_caches, seq + proposal)[-1]
+            if greedy:
+                token = int(logits.argmax())
+            else:
+                q = _probs(logits, temperature)
+                token = int(torch.multinomial(q, 1, generator=generator))
+                q_list.append(q)
+            proposal.append(token)
+        # 2. the target scores the context and all k proposals in one pass
+        t_logits = _feed(target, t_caches, seq + proposal)[-(k + 1):]   # (k + 1, V)
+        stats.target_calls += 1
+        stats.drafted += k
+        # 3. accept a prefix of the proposals, then one token from the target
+        accepted = 0
+        for i, token in enumerate(proposal):
+            if greedy:
+                ok = token == int(t_logits[i].argmax())
+            else:
+                p = _probs(t_logits[i], temperature)
+                u = torch.rand((), generator=generator, dtype=torch.float64)
+                ok = bool(u < p[token] / q_list[i][token])
+            if not ok:
+                break
+            accepted += 1
+        if greedy:
+            extra = int(t_logits[accepted].argmax())
+        elif accepted < k:  # residual distribution max(0, p - q), renormalised
+            p = _probs(t_logits[accepted], temperature)
+            residual = (p - q_list[accepted]).clamp(min=0)
+            extra = int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+        else:
+            extra = int(torch.multinomial(_probs(t_logits[k], temperature), 1,
+                                          generator=generator))
+        stats.accepted += accepted
+        seq = seq + proposal[:accepted] + [extra]
+        # 4. forget the keys/values of rejected tokens
+        _truncate(t_caches, n + accepted)
+        _truncate(d_caches, n + accepted)
+    seq = seq[:goal]
+    stats.new_tokens = max_new_tokens
+    return torch.tensor([seq]), stats

@@ -1,0 +1,120 @@
+"""Speculative decoding: greedy output identical to the target's, sampled output distributed
+as the target's (chi-square against the exact probabilities), and the speed-up formulas."""
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from course_lib import speculative
+from course_lib.models import GPT, GPTConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VOCAB = 6
+
+
+def toy(seed, n_layer=2, sharpness=40.0):
+    """A random GPT with a small vocabulary and peaked (not near-uniform) distributions."""
+    torch.manual_seed(seed)
+    m = GPT(GPTConfig(vocab_size=VOCAB, block_size=32, n_layer=n_layer, n_head=2, d_model=16))
+    with torch.no_grad():
+        m.lm_head.weight.mul_(sharpness)
+    return m.eval()
+
+
+@torch.no_grad()
+def exact_two_token_probs(model, prompt, temperature=1.0):
+    """P(first, second) of sampling two tokens from ``model`` after ``prompt``: (V, V)."""
+    p1 = torch.softmax(model(prompt)[0][0, -1].double() / temperature, -1)
+    rows = []
+    for a in range(VOCAB):
+        seq = torch.cat([prompt, torch.tensor([[a]])], 1)
+        rows.append(p1[a] * torch.softmax(model(seq)[0][0, -1].double() / temperature, -1))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 7])
+def test_greedy_identical_to_target(k):
+    target, draft = toy(0), toy(1, n_layer=1)
+    prompt = torch.tensor([[1, 2, 3]])
+    for n in (1, 5, 20):
+        out, stats = speculative.speculative_generate(target, draft, prompt, n, k=k)
+        assert torch.equal(out, target.generate(prompt, n, temperature=0))
+        assert stats.new_tokens == n and 0 <= stats.accepted <= stats.drafted
+    # a perfect draft (the target itself) is always accepted: k + 1 tokens per target pass
+    _, stats = speculative.speculative_generate(target, target, prompt, 20, k=k)
+    assert stats.acceptance == 1.0
+    assert stats.target_calls == -(-20 // (k + 1))
+
+
+def test_sampled_distribution_is_the_targets():
+    # a draft that agrees often but not always: the target with flatter output distributions
+    target, draft = toy(0), toy(0, sharpness=15.0)
+    prompt = torch.tensor([[1, 2, 3]])
+    exact = exact_two_token_probs(target, prompt).flatten()
+    draft_exact = exact_two_token_probs(draft, prompt).flatten()
+    n = 600
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.zeros(VOCAB * VOCAB)
+    accepted = drafted = 0
+    for _ in range(n):
+        out, stats = speculative.speculative_generate(target, draft, prompt, 2, k=2,
+                                                      temperature=1.0, generator=gen)
+        counts[out[0, 3] * VOCAB + out[0, 4]] += 1
+        accepted, drafted = accepted + stats.accepted, drafted + stats.drafted
+    keep = exact * n >= 5  # chi-square needs expected counts of at least ~5 per cell
+    expected = torch.cat([exact[keep], exact[~keep].sum(0, keepdim=True)]) * n
+    observed = torch.cat([counts[keep], counts[~keep].sum(0, keepdim=True)])
+    assert chisquare(observed.numpy(), expected.numpy()).pvalue > 1e-3
+    # the test has power: the draft's own distribution is rejected
+    draft_expected = torch.cat([draft_exact[keep], draft_exact[~keep].sum(0, keepdim=True)])
+    assert chisquare(observed.numpy(), (draft_expected * n).numpy()).pvalue < 1e-6
+    # and the draft is neither perfect nor useless here
+    assert 0.2 < accepted / drafted < 0.95
+
+
+def test_acceptance_matches_one_minus_total_variation():
+    target, draft = toy(0), toy(1, n_layer=1)
+    prompt = torch.tensor([[4, 0, 5]])
+    with torch.no_grad():
+        p = torch.softmax(target(prompt)[0][0, -1].double(), -1)
+        q = torch.softmax(draft(prompt)[0][0, -1].double(), -1)
+    alpha = float(speculative.acceptance_rate(p, q))
+    assert alpha == pytest.approx(1 - 0.5 * float((p - q).abs().sum()))
+    gen = torch.Generator().manual_seed(1)
+    hits = sum(speculative.speculative_generate(target, draft, prompt, 1, k=1, temperature=1.0,
+                                                generator=gen)[1].accepted for _ in range(400))
+    assert abs(hits / 400 - alpha) < 4 * (alpha * (1 - alpha) / 400) ** 0.5 + 1e-9
+
+
+def test_expected_formulas():
+    assert speculative.expected_tokens_per_step(0.0, 4) == 1.0
+    assert speculative.expected_tokens_per_step(1.0, 4) == 5.0
+    assert speculative.expected_tokens_per_step(0.5, 2) == pytest.approx(1 + 0.5 + 0.25)
+    assert speculative.expected_speedup(0.5, 2, 0.0) == pytest.approx(1.75)
+    assert speculative.expected_speedup(0.5, 2, 0.5) == pytest.approx(1.75 / 2)
+
+
+def test_bad_input():
+    target, draft = toy(0), toy(1, n_layer=1)
+    prompt = torch.tensor([[1, 2]])
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="k"):
+            speculative.speculative_generate(target, draft, prompt, 3, k=k)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        speculative.speculative_generate(target, draft, prompt, 0)
+    with pytest.raises(ValueError, match="temperature"):
+        speculative.speculative_generate(target, draft, prompt, 3, temperature=-1)
+    with pytest.raises(ValueError, match="temperature"):
+        speculative.speculative_generate(target, draft, prompt, 3, temperature=float("nan"))
+    with pytest.raises(ValueError, match="prompt"):
+        speculative.speculative_generate(target, draft, torch.tensor([1, 2]), 3)
+    with pytest.raises(ValueError, match="block_size"):
+        speculative.speculative_generate(target, draft, prompt, 40)
+    other = GPT(GPTConfig(vocab_size=VOCAB + 1, block_size=32, n_layer=1, n_head=2, d_model=16))
+    with pytest.raises(ValueError, match="vocabulary"):
+        speculative.speculative_generate(target, other, prompt, 3)
+    with pytest.raises(ValueError, match="alpha"):
+        speculative.expected_tokens_per_step(1.5, 2)
+    with pytest.raises(ValueError, match="cost_ratio"):
+        speculative.expected_speedup(0.5, 2, -1)
