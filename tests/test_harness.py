@@ -93,11 +93,17 @@ def test_clean_notebook_passes(tmp_path):
     assert "4 passed" in out
 
 
-def test_toc_lists_the_intro_and_seven_chapters():
+def test_toc_lists_the_intro_seven_chapters_then_the_appendices():
     paths = toc_notebooks()
     names = [p.relative_to(REPO).as_posix() for p in paths]
     assert names[0] == "book/intro.md"
-    assert [n.split("/")[1][:2] for n in names[1:]] == [f"0{i}" for i in range(1, 8)]
+    chapters = [n for n in names[1:] if n.split("/")[1][:1].isdigit()]
+    # chapters in order 01..07; a chapter may have a second part (05b_...)
+    assert sorted({n.split("/")[1][:2] for n in chapters}) == [f"0{i}" for i in range(1, 8)]
+    assert chapters == sorted(chapters)
+    assert names[1:len(chapters) + 1] == chapters         # appendices come after the chapters
+    assert names[len(chapters) + 1:] == ["book/notes.md", "book/glossary.md",
+                                          "book/references.md"]
     for path in paths:
         assert path.exists(), f"_toc.yml lists {path} but it does not exist"
 
