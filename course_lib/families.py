@@ -8,21 +8,17 @@ checkpoints bit for bit on a CPU (one thread, fixed seeds). Taught in book/01_tr
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm  # plain text bar: no ipywidgets needed in a notebook
 
 from . import data
-from .models import WEIGHTS_DIR, EncoderDecoder, EncoderModel, GPTConfig, config_dict, mlm_mask
+from .models import EncoderDecoder, EncoderModel, GPTConfig, config_dict, mlm_mask
 from .tokenizer import BPETokenizer
-from .train import get_batch, lr_at, optimizer_step, save_checkpoint
+from .train import Schedule, cli, fit, get_batch, run_with_threads, save_run
 
 BERT_SPECIALS = ["[PAD]", "[MASK]"]
 T5_SPECIALS = ["<pad>", "<bos>", "<eos>"]
@@ -49,6 +45,17 @@ class BertPreset:
     num_threads: int = 1
     notes: str = ""
 
+    @property
+    def schedule(self) -> Schedule:
+        """Masked-LM pretraining: warm-up, then cosine decay."""
+        return Schedule(self.lr, self.steps, self.warmup)
+
+    @property
+    def finetune_schedule(self) -> Schedule:
+        """Fine-tuning: its own peak and length, a warm-up of at most a fifth of it."""
+        return Schedule(self.finetune_lr, self.finetune_steps,
+                        min(self.warmup, self.finetune_steps // 5 + 1))
+
 
 @dataclass
 class T5Preset:
@@ -66,6 +73,10 @@ class T5Preset:
     seed: int = 0
     num_threads: int = 1
     notes: str = ""
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.lr, self.steps, self.warmup)
 
 
 PRESETS: dict[str, BertPreset | T5Preset] = {
@@ -147,9 +158,7 @@ def majority_baseline(train_labels, test_labels) -> float:
     return accuracy([commonest] * len(list(test_labels)), test_labels)
 
 
-def _optimizer(model, lr, weight_decay):
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
-                             weight_decay=weight_decay)
+BETAS = (0.9, 0.98)  # AdamW's betas for both families
 
 
 # ----------------------------------------------------------------------- encoder-only (BERT)
@@ -168,17 +177,20 @@ def pretrain_mlm(model: EncoderModel, tokens: torch.Tensor, preset: BertPreset, 
     """Masked-LM on random windows of the token stream (BERT's 15%, 80/10/10). Returns the
     loss of every step."""
     gen = torch.Generator().manual_seed(preset.seed)
-    opt = _optimizer(model, preset.lr, preset.weight_decay)
-    losses = []
-    model.train()
-    for step in tqdm(range(preset.steps), disable=not progress, desc="mlm", mininterval=1.0):
-        x, _ = get_batch(tokens, preset.batch_size, model.config.block_size, gen)
-        inputs, targets = mlm_mask(x, mask_id, model.config.vocab_size, preset.mask_prob, gen)
-        _, loss = model(inputs, targets=targets)
-        optimizer_step(opt, model, loss, lr_at(step, preset))
-        losses.append(loss.item())
-    model.eval()
-    return losses
+    cfg = model.config
+
+    def batches():
+        x, _ = get_batch(tokens, preset.batch_size, cfg.block_size, gen)
+        return mlm_mask(x, mask_id, cfg.vocab_size, preset.mask_prob, gen)  # (inputs, targets)
+
+    return fit(model, batches, mlm_loss, schedule=preset.schedule, betas=BETAS,
+               weight_decay=preset.weight_decay, progress=progress, desc="mlm").loss
+
+
+def mlm_loss(model: EncoderModel, batch) -> torch.Tensor:
+    """Masked-LM cross-entropy on a batch ``(inputs, targets)``: a ``loss_fn`` for ``fit``."""
+    inputs, targets = batch
+    return model(inputs, targets=targets)[1]
 
 
 @torch.no_grad()
@@ -204,19 +216,20 @@ def finetune_classifier(model: EncoderModel, tok: BPETokenizer, examples, preset
     encoded = [tok.encode(t) for t, _ in examples]
     labels = torch.tensor([y for _, y in examples])
     gen = torch.Generator().manual_seed(preset.seed + 1)
-    opt = _optimizer(model, preset.finetune_lr, preset.weight_decay)
-    sched = replace(preset, steps=preset.finetune_steps, lr=preset.finetune_lr,
-                    warmup=min(preset.warmup, preset.finetune_steps // 5 + 1))
-    losses = []
-    model.train()
-    for step in tqdm(range(preset.finetune_steps), disable=not progress, desc="finetune"):
+
+    def batches():
         pick = torch.randint(len(examples), (preset.batch_size,), generator=gen).tolist()
         ids, mask = pad_batch([encoded[i] for i in pick], pad_id)
-        _, loss = model.classify(ids, mask, labels=labels[pick])
-        optimizer_step(opt, model, loss, lr_at(step, sched))
-        losses.append(loss.item())
-    model.eval()
-    return losses
+        return ids, mask, labels[pick]
+
+    return fit(model, batches, classifier_loss, schedule=preset.finetune_schedule, betas=BETAS,
+               weight_decay=preset.weight_decay, progress=progress, desc="finetune").loss
+
+
+def classifier_loss(model: EncoderModel, batch) -> torch.Tensor:
+    """Cross-entropy of the classifier on ``(ids, pad_mask, labels)``: a ``loss_fn``."""
+    ids, mask, labels = batch
+    return model.classify(ids, mask, labels=labels)[1]
 
 
 @torch.no_grad()
@@ -304,16 +317,20 @@ def train_translator(model: EncoderDecoder, tok: BPETokenizer, pairs, preset: T5
     """Teacher-forced cross-entropy on (words, digits) pairs; returns the step losses."""
     src, src_mask, dec_in, targets = _t5_tensors(tok, pairs)
     gen = torch.Generator().manual_seed(preset.seed)
-    opt = _optimizer(model, preset.lr, preset.weight_decay)
-    losses = []
-    model.train()
-    for step in tqdm(range(preset.steps), disable=not progress, desc="t5", mininterval=1.0):
+
+    def batches():
         pick = torch.randint(len(pairs), (preset.batch_size,), generator=gen)
-        _, loss = model(src[pick], dec_in[pick], src_mask[pick], targets=targets[pick])
-        optimizer_step(opt, model, loss, lr_at(step, preset))
-        losses.append(loss.item())
-    model.eval()
-    return losses
+        return src[pick], dec_in[pick], src_mask[pick], targets[pick]
+
+    schedule = Schedule(preset.lr, preset.steps, preset.warmup)
+    return fit(model, batches, seq2seq_loss, schedule=schedule, betas=BETAS,
+               weight_decay=preset.weight_decay, progress=progress, desc="t5").loss
+
+
+def seq2seq_loss(model: EncoderDecoder, batch) -> torch.Tensor:
+    """Teacher-forced cross-entropy on ``(src, decoder_inputs, src_pad_mask, targets)``."""
+    src, dec_in, src_mask, targets = batch
+    return model(src, dec_in, src_mask, targets=targets)[1]
 
 
 @torch.no_grad()
@@ -359,55 +376,36 @@ def _train_t5(preset: T5Preset, progress: bool):
 # ------------------------------------------------------------------------------ entry point
 def run_preset(name: str, out_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Train a preset from scratch and write ``NAME.safetensors``, ``NAME.json`` (family,
-    config, sha256, metrics, history) and ``NAME.tokenizer.json`` into ``out_dir``."""
+    config, sha256, metrics, history) and ``NAME.tokenizer.json`` into ``out_dir`` (default
+    ``./weights``)."""
     preset = get_preset(name)
-    out_dir = WEIGHTS_DIR if out_dir is None else Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(preset.num_threads)
-    try:
-        t0 = time.perf_counter()
-        if isinstance(preset, BertPreset):
-            family = "encoder"
-            model, tok, cfg, metrics, history = _train_bert(preset, progress)
-        else:
-            family = "encoder-decoder"
-            model, tok, cfg, metrics, history = _train_t5(preset, progress)
-        seconds = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    sha = save_checkpoint(model, out_dir / f"{name}.safetensors")
-    tok.save(out_dir / f"{name}.tokenizer.json")
-    meta = {
-        "name": name, "family": family, "config": config_dict(cfg), "sha256": sha,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        **({"n_classes": len(data.MOODS)} if family == "encoder" else {}),
+    bert = isinstance(preset, BertPreset)
+    (model, tok, cfg, metrics, history), seconds = run_with_threads(
+        preset.num_threads, lambda: (_train_bert if bert else _train_t5)(preset, progress))
+    family = "encoder" if bert else "encoder-decoder"
+    record = {
+        "name": name, "family": family, "config": config_dict(cfg),
+        **({"n_classes": len(data.MOODS)} if bert else {}),
         **metrics,
         "steps": preset.steps, "batch_size": preset.batch_size, "lr": preset.lr,
         "seed": preset.seed, "num_threads": preset.num_threads,
-        "torch_version": torch.__version__, "train_seconds": round(seconds, 1),
-        "notes": preset.notes, "history": history,
-        "how_made": f"python -m course_lib.families --preset {name}",
+        "train_seconds": round(seconds, 1), "notes": preset.notes, "history": history,
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    return meta
+    return save_run(out_dir, name, model, tok, record,
+                    f"python -m course_lib.families --preset {name}", indent=1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.families",
-                                     description="Train the encoder-only or encoder-decoder "
-                                                 "course model from a preset.")
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    parser.add_argument("--out", default=None, help=f"output folder (default {WEIGHTS_DIR})")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    meta = run_preset(args.preset, args.out, progress=not args.no_progress)
+def _summary(name: str, meta: dict) -> str:
     keys = ("test_accuracy", "majority_baseline", "scratch_accuracy", "mlm_val_accuracy",
             "exact_match", "train_exact_match")
     shown = ", ".join(f"{k} {meta[k]:.4f}" for k in keys if k in meta)
-    print(f"{args.preset}: {meta['n_params']:,} parameters, {shown}, {meta['train_seconds']} s")
-    print(f"sha256 {meta['sha256']}")
-    return 0
+    return f"{name}: {meta['n_params']:,} parameters, {shown}, {meta['train_seconds']} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, "python -m course_lib.families",
+               "Train the encoder-only or encoder-decoder course model from a preset.",
+               PRESETS, run_preset, _summary)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,33 @@
-"""Training loop, evaluation and checkpoints; ``python -m course_lib.train --preset tiny-gpt``
-regenerates the shipped model organism.
+"""One training loop for every model in the course, evaluation, checkpoints, and the preset
+CLI: ``python -m course_lib.train --preset tiny-gpt`` regenerates the model organism.
 
-Taught in book/01_transformer.md. Training is deterministic: the same preset, seed, torch
-version and thread count give the same weights bit for bit.
+Taught in book/01_transformer.md; chapters 5 and 6 reuse ``fit`` for fine-tuning (LoRA, prompt
+tuning, DPO) and distillation.
+
+``fit(model, batches, loss_fn, *, schedule, ...)`` is the loop. ``batches`` is a zero-argument
+callable returning the next batch or an iterable of batches; ``loss_fn(model, batch)`` returns
+a scalar tensor. Only parameters with ``requires_grad`` are trained (freeze the rest to
+fine-tune); AdamW is built for them unless ``optimizer`` is given. Each step sets the
+schedule's learning rate, backpropagates, clips the gradient norm (``max_grad_norm``, None =
+off) and steps. It returns a ``History`` (loss and learning rate per step, evaluations)::
+
+    from course_lib.train import Schedule, fit, get_batch
+    gen = torch.Generator().manual_seed(0)
+    history = fit(
+        model,                                              # any nn.Module
+        lambda: get_batch(tokens, 16, 128, gen),            # next batch: (x, y)
+        lambda m, batch: m(*batch)[1],                      # GPT returns (logits, loss)
+        schedule=Schedule(lr=3e-3, steps=600, warmup=50),   # warm-up, cosine to 10%
+        weight_decay=0.1, betas=(0.9, 0.95), max_grad_norm=1.0,
+        eval_fn=lambda m: evaluate(m, val_tokens), eval_every=100,
+        progress=False,                                     # no tqdm bar
+    )
+    history.loss[-1], history.evals                         # per-step loss, evaluations
+
+Training is deterministic: the same preset, seed, torch version, thread count and CPU kernel
+set (``torch.backends.cpu.get_cpu_capability()``: AVX512, AVX2, DEFAULT, ...) give the same
+weights bit for bit. A different kernel set sums in a different order; the weights then agree
+only approximately (see ``compare_to_record``).
 """
 
 from __future__ import annotations
@@ -12,6 +37,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +45,152 @@ import torch
 from tqdm import tqdm  # plain text bar: no ipywidgets needed in a notebook
 
 from . import data
-from .models import GPT, WEIGHTS_DIR, GPTConfig, config_dict, sha256_file
+from .models import GPT, GPTConfig, config_dict, sha256_file
 from .tokenizer import BPETokenizer
 
+DEFAULT_OUT = Path("weights")  # relative to the current directory, never the package
 
+
+# ------------------------------------------------------------------------------- schedule
+@dataclass(frozen=True)
+class Schedule:
+    """Learning rate per step: linear warm-up over ``warmup`` steps to ``lr``, then either
+    ``decay="cosine"`` (half a cosine down to ``final_ratio * lr`` at ``steps``) or
+    ``decay="constant"``. Call it with a step number: ``schedule(step) -> float``."""
+
+    lr: float
+    steps: int
+    warmup: int = 0
+    decay: str = "cosine"
+    final_ratio: float = 0.1
+
+    def __post_init__(self):
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) \
+                or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"Schedule: lr must be a positive finite number, got {self.lr!r}")
+        for name in ("steps", "warmup"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Schedule: {name} must be an int, got {value!r}")
+        if self.steps < 1:
+            raise ValueError(f"Schedule: steps must be >= 1, got {self.steps}")
+        if not 0 <= self.warmup <= self.steps:
+            raise ValueError(f"Schedule: warmup must be in [0, steps={self.steps}], "
+                             f"got {self.warmup}")
+        if self.decay not in ("cosine", "constant"):
+            raise ValueError(f"Schedule: decay must be 'cosine' or 'constant', "
+                             f"got {self.decay!r}")
+        if not 0.0 <= self.final_ratio <= 1.0:
+            raise ValueError(f"Schedule: final_ratio must be in [0, 1], got {self.final_ratio}")
+
+    def __call__(self, step: int) -> float:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"Schedule: step must be an int >= 0, got {step!r}")
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.decay == "constant":
+            return self.lr
+        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr * (self.final_ratio + (1 - self.final_ratio) * cosine)
+
+
+# ----------------------------------------------------------------------------------- loop
+@dataclass
+class History:
+    """What ``fit`` saw: the loss and learning rate of every step, and each evaluation
+    (``eval_steps[i]`` is the step after which ``evals[i]`` was measured)."""
+
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    evals: list = field(default_factory=list)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, model, loss: torch.Tensor, lr: float,
+                   max_grad_norm: float | None = 1.0) -> None:
+    """One update: set the learning rate, backpropagate, clip the gradient norm of ``model``
+    (a module or a list of parameters; None = no clipping), step. ``fit`` calls this."""
+    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else list(model)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+
+
+def _batch_source(batches) -> Callable[[], object]:
+    if callable(batches):
+        return batches
+    if isinstance(batches, Iterable):
+        it = iter(batches)
+
+        def next_batch():
+            try:
+                return next(it)
+            except StopIteration:
+                raise ValueError("fit: batches ran out before the schedule's last step "
+                                 "(pass a callable, or itertools.cycle(batches))") from None
+        return next_batch
+    raise TypeError(f"fit: batches must be a callable or an iterable, got "
+                    f"{type(batches).__name__}")
+
+
+def fit(model: torch.nn.Module, batches, loss_fn: Callable, *, schedule: Schedule,
+        optimizer: torch.optim.Optimizer | None = None, weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999), max_grad_norm: float | None = 1.0,
+        eval_fn: Callable | None = None, eval_every: int = 0, progress: bool = True,
+        desc: str = "train") -> History:
+    """Train ``model`` for ``schedule.steps`` steps; see the module docstring.
+
+    ``eval_fn(model)`` (any value) runs after step 0, every ``eval_every`` steps and after the
+    last one. The model is in train mode during the loop and in eval mode afterwards. A loss
+    that is not a finite scalar stops training with an error naming the step.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"fit: model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"fit: schedule must be a Schedule, got {type(schedule).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("fit: loss_fn must be callable: loss_fn(model, batch) -> scalar")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"fit: max_grad_norm must be > 0 or None, got {max_grad_norm}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"fit: eval_every must be an int >= 0, got {eval_every!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("fit: model has no parameter with requires_grad=True")
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(params, lr=schedule.lr, betas=betas,
+                                      weight_decay=weight_decay)
+    next_batch = _batch_source(batches)
+    history = History()
+    last = schedule.steps - 1
+    model.train()
+    bar = tqdm(range(schedule.steps), disable=not progress, desc=desc, mininterval=1.0)
+    for step in bar:
+        loss = loss_fn(model, next_batch())
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise ValueError(f"fit: loss_fn must return a scalar tensor, got "
+                             f"{getattr(loss, 'shape', type(loss).__name__)}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"fit: loss is {value} at step {step}")
+        lr = schedule(step)
+        optimizer_step(optimizer, params, loss, lr, max_grad_norm)
+        history.loss.append(value)
+        history.lr.append(lr)
+        if eval_fn is not None and eval_every and (step % eval_every == 0 or step == last):
+            history.eval_steps.append(step)
+            history.evals.append(eval_fn(model))
+            bar.set_postfix(loss=f"{value:.3f}", eval=str(history.evals[-1])[:8])
+    model.eval()
+    return history
+
+
+# ------------------------------------------------------------------------- the GPT preset
 @dataclass
 class Preset:
     config: GPTConfig
@@ -35,9 +203,13 @@ class Preset:
     vocab_size: int = 512
     n_stories: int = 4000
     eval_every: int = 100
-    num_threads: int = 1  # one thread: the same bits on any machine, no oversubscription
+    num_threads: int = 1  # one thread: no oversubscription, a fixed summation order
     notes: str = ""
     extra: dict = field(default_factory=dict)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.lr, self.steps, self.warmup)
 
 
 PRESETS: dict[str, Preset] = {
@@ -61,6 +233,11 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+def lr_at(step: int, preset) -> float:
+    """The learning rate of ``preset.schedule`` at ``step`` (kept for older callers)."""
+    return Schedule(preset.lr, preset.steps, preset.warmup)(step)
+
+
 def get_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
               generator: torch.Generator | None = None):
     """Random windows of ``block_size + 1`` tokens: inputs x and next-token targets y."""
@@ -73,6 +250,12 @@ def get_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
     x = torch.stack([tokens[s: s + block_size] for s in starts.tolist()])
     y = torch.stack([tokens[s + 1: s + 1 + block_size] for s in starts.tolist()])
     return x, y
+
+
+def lm_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    """Next-token cross-entropy of a GPT on a batch ``(x, y)``: a ``loss_fn`` for ``fit``."""
+    x, y = batch
+    return model(x, y)[1]
 
 
 @torch.no_grad()
@@ -99,25 +282,6 @@ def evaluate(model: GPT, tokens: torch.Tensor, block_size: int | None = None,
     return total / count
 
 
-def lr_at(step: int, preset: Preset) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    if step < preset.warmup:
-        return preset.lr * (step + 1) / preset.warmup
-    progress = (step - preset.warmup) / max(1, preset.steps - preset.warmup)
-    return preset.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def optimizer_step(opt: torch.optim.Optimizer, model: torch.nn.Module, loss: torch.Tensor,
-                   lr: float, max_grad_norm: float = 1.0) -> None:
-    """One update: set the learning rate, backpropagate, clip the gradient norm, step."""
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    opt.step()
-
-
 def prepare_data(preset: Preset):
     """Train the BPE tokenizer on the training split and encode both splits."""
     train_text = data.corpus_text("train", seed=preset.seed, n_stories=preset.n_stories)
@@ -130,28 +294,19 @@ def prepare_data(preset: Preset):
 
 def train(model: GPT, train_tokens: torch.Tensor, preset: Preset,
           val_tokens: torch.Tensor | None = None, progress: bool = True) -> dict:
-    """AdamW with warm-up and cosine decay, gradient clipping at 1.0. Returns the history."""
+    """Pretrain a GPT with ``fit``: random windows, AdamW (betas 0.9/0.95), the preset's
+    warm-up and cosine schedule, clipping at 1.0. Returns the history as a dict of lists."""
     gen = torch.Generator().manual_seed(preset.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, betas=(0.9, 0.95),
-                            weight_decay=preset.weight_decay)
-    history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
-    model.train()
-    bar = tqdm(range(preset.steps), disable=not progress, desc="train", mininterval=1.0)
-    for step in bar:
-        x, y = get_batch(train_tokens, preset.batch_size, model.config.block_size, gen)
-        _, loss = model(x, y)
-        optimizer_step(opt, model, loss, lr_at(step, preset))
-        history["step"].append(step)
-        history["train_loss"].append(loss.item())
-        last = step == preset.steps - 1
-        if val_tokens is not None and (step % preset.eval_every == 0 or last):
-            history["val_step"].append(step)
-            history["val_loss"].append(evaluate(model, val_tokens, max_batches=4))
-            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history['val_loss'][-1]:.3f}")
-    model.eval()
-    return history
+    block_size = model.config.block_size
+    eval_fn = None if val_tokens is None else (lambda m: evaluate(m, val_tokens, max_batches=4))
+    h = fit(model, lambda: get_batch(train_tokens, preset.batch_size, block_size, gen), lm_loss,
+            schedule=preset.schedule, weight_decay=preset.weight_decay, betas=(0.9, 0.95),
+            eval_fn=eval_fn, eval_every=preset.eval_every, progress=progress)
+    return {"step": list(range(len(h.loss))), "train_loss": h.loss,
+            "val_step": h.eval_steps, "val_loss": h.evals}
 
 
+# ---------------------------------------------------------------------------- checkpoints
 def save_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
     """Write the state dict as safetensors; return its sha256."""
     from safetensors.torch import save_file
@@ -178,59 +333,102 @@ def unigram_loss(train_tokens: torch.Tensor, val_tokens: torch.Tensor, vocab_siz
     return float(-logp[val_tokens].mean())
 
 
-def run_preset(name: str, out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Train a preset from scratch and write ``NAME.safetensors``, ``NAME.json`` (config,
-    sha256, metrics) and ``NAME.tokenizer.json`` into ``out_dir``."""
-    preset = get_preset(name)
-    out_dir = WEIGHTS_DIR if out_dir is None else Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def cpu_capability() -> str:
+    """The CPU kernel set torch dispatches to (AVX512, AVX2, DEFAULT, SVE256, ...); set by
+    the hardware or the ATEN_CPU_CAPABILITY environment variable."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def run_with_threads(num_threads: int, fn: Callable):
+    """``fn()`` with torch limited to ``num_threads`` threads; returns (result, seconds)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(preset.num_threads)
+    torch.set_num_threads(num_threads)
     try:
         t0 = time.perf_counter()
+        result = fn()
+        return result, time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def save_run(out_dir: str | Path | None, name: str, model: torch.nn.Module, tok,
+             record: dict, how_made: str, indent: int = 2) -> dict:
+    """Write ``NAME.safetensors``, ``NAME.tokenizer.json`` and ``NAME.json`` (``record`` plus
+    sha256, parameter count, torch version, CPU capability, how it was made) into
+    ``out_dir`` (default ``./weights``); return the record."""
+    out_dir = DEFAULT_OUT if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sha = save_checkpoint(model, out_dir / f"{name}.safetensors")
+    tok.save(out_dir / f"{name}.tokenizer.json")
+    record = dict(record)
+    history = record.pop("history", None)
+    head = {k: record.pop(k) for k in ("name", "family", "config") if k in record}
+    meta = {**head, "sha256": sha, "n_params": sum(p.numel() for p in model.parameters()),
+            **record, "torch_version": torch.__version__, "cpu_capability": cpu_capability()}
+    if history is not None:
+        meta["history"] = history
+    meta["how_made"] = how_made
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=indent) + "\n",
+                                          encoding="utf-8")
+    return meta
+
+
+def run_preset(name: str, out_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Train a preset from scratch and write ``NAME.safetensors``, ``NAME.json`` (config,
+    sha256, metrics) and ``NAME.tokenizer.json`` into ``out_dir`` (default ``./weights``)."""
+    preset = get_preset(name)
+
+    def work():
         tok, train_ids, val_ids = prepare_data(preset)
         torch.manual_seed(preset.seed)
         model = GPT(preset.config)
         history = train(model, train_ids, preset, val_ids, progress=progress)
-        val_loss = evaluate(model, val_ids)
-        seconds = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    sha = save_checkpoint(model, out_dir / f"{name}.safetensors")
-    tok.save(out_dir / f"{name}.tokenizer.json")
+        return tok, train_ids, val_ids, model, history, evaluate(model, val_ids)
+
+    (tok, train_ids, val_ids, model, history, val_loss), seconds = \
+        run_with_threads(preset.num_threads, work)
     prompt = torch.tensor([tok.encode("Once upon a time, there was")])
     sample = tok.decode(model.generate(prompt, 40, temperature=0)[0].tolist())
-    meta = {
-        "name": name, "family": "gpt", "config": config_dict(preset.config), "sha256": sha,
-        "n_params": sum(p.numel() for p in model.parameters()),
+    record = {
+        "name": name, "family": "gpt", "config": config_dict(preset.config),
         "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
         "unigram_val_loss": unigram_loss(train_ids, val_ids, preset.config.vocab_size),
         "train_tokens": len(train_ids), "val_tokens": len(val_ids),
         "steps": preset.steps, "batch_size": preset.batch_size, "lr": preset.lr,
         "seed": preset.seed, "num_threads": preset.num_threads,
-        "torch_version": torch.__version__, "train_seconds": round(seconds, 1),
-        "greedy_sample": sample,
-        "history": history,
-        "how_made": f"python -m course_lib.train --preset {name}",
+        "train_seconds": round(seconds, 1), "greedy_sample": sample, "history": history,
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return meta
+    return save_run(out_dir, name, model, tok, record,
+                    f"python -m course_lib.train --preset {name}", indent=2)
+
+
+def cli(argv, prog: str, description: str, presets, run: Callable, summary: Callable) -> int:
+    """The preset command line shared by ``course_lib.train`` and ``course_lib.families``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--preset", required=True, choices=sorted(presets))
+    parser.add_argument("--out", default=None,
+                        help=f"output folder (default: ./{DEFAULT_OUT} in the current directory; "
+                             "the shipped checkpoints in course_lib/weights are only "
+                             "overwritten when named here)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    meta = run(args.preset, args.out, progress=not args.no_progress)
+    print(summary(args.preset, meta))
+    print(f"sha256 {meta['sha256']}  (cpu capability {meta['cpu_capability']})")
+    print(f"written to {Path(args.out or DEFAULT_OUT).resolve()}")
+    return 0
+
+
+def _summary(name: str, meta: dict) -> str:
+    return (f"{name}: {meta['n_params']:,} parameters, val loss {meta['val_loss']:.4f} "
+            f"(perplexity {meta['val_perplexity']:.2f}; unigram baseline "
+            f"{math.exp(meta['unigram_val_loss']):.1f}), {meta['train_seconds']} s\n"
+            f"sample: {meta['greedy_sample']!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.train",
-                                     description="Train a course model from a preset.")
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    parser.add_argument("--out", default=None, help=f"output folder (default {WEIGHTS_DIR})")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    meta = run_preset(args.preset, args.out, progress=not args.no_progress)
-    print(f"{args.preset}: {meta['n_params']:,} parameters, val loss {meta['val_loss']:.4f} "
-          f"(perplexity {meta['val_perplexity']:.2f}; unigram baseline "
-          f"{math.exp(meta['unigram_val_loss']):.1f}), {meta['train_seconds']} s")
-    print(f"sha256 {meta['sha256']}")
-    print(f"sample: {meta['greedy_sample']!r}")
-    return 0
+    return cli(argv, "python -m course_lib.train", "Train a course model from a preset.",
+               PRESETS, run_preset, _summary)
 
 
 if __name__ == "__main__":
