@@ -17,7 +17,8 @@ from numbers import Real
 import torch
 import torch.nn.functional as F
 
-__all__ = ["USER", "ASSISTANT", "END", "SPECIAL_TOKENS", "format_chat", "show_chat",
+__all__ = ["USER", "ASSISTANT", "END", "SPECIAL_TOKENS", "format_chat", "init_chat_tokens",
+           "show_chat",
            "encode_chat", "sft_batch", "sft_loss", "sequence_logprobs", "dpo_loss",
            "reward_model_loss"]
 
@@ -33,9 +34,11 @@ def _check_text(name: str, text) -> None:
 
 
 def format_chat(instruction: str, response: str | None = None) -> str:
-    """``<|user|>instruction<|assistant|>response<|end|>`` as one string.
+    """``<|user|>instruction<|assistant|> response<|end|>`` as one string.
 
     With ``response=None`` it stops after ``<|assistant|>``: the prompt a model completes.
+    The response starts with a space, as words do inside the pretraining text, so the
+    model answers with the tokens it already knows (" Tom", not a rarely seen "Tom").
     """
     _check_text("format_chat: instruction", instruction)
     if not instruction.strip():
@@ -44,7 +47,23 @@ def format_chat(instruction: str, response: str | None = None) -> str:
     if response is None:
         return text
     _check_text("format_chat: response", response)
-    return f"{text}{response}{END}"
+    return f"{text} {response}{END}"
+
+
+@torch.no_grad()
+def init_chat_tokens(model) -> None:
+    """Give the reserved tokens sensible starting rows, in place, before fine-tuning.
+
+    Their rows were never trained (the bytes never occur in the stories). Each reserved
+    token's input embedding becomes the mean of all embeddings (as ``transformers`` does for
+    added tokens), and ``<|end|>``'s output row becomes that of the newline, the token that ends
+    a story, so the model starts out knowing where an answer may stop.
+    """
+    emb, head = model.emb.tok_emb.weight, model.lm_head.weight
+    mean = emb.mean(dim=0)
+    for char in (USER, ASSISTANT, END):
+        emb[ord(char)] = mean
+    head[ord(END)] = head[ord("\n")]
 
 
 def show_chat(text: str) -> str:
@@ -60,7 +79,7 @@ def encode_chat(tokenizer, instruction: str, response: str) -> tuple[list[int], 
     Prompt and response are encoded separately and concatenated, so the boundary is exact.
     """
     prompt = tokenizer.encode(format_chat(instruction))
-    answer = tokenizer.encode(response + END)
+    answer = tokenizer.encode(f" {response}{END}")
     if not answer or answer[-1] != ord(END):
         raise ValueError("encode_chat: the tokenizer merged the end token into the response")
     return prompt + answer, len(prompt)

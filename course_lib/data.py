@@ -167,6 +167,10 @@ _PHRASINGS = {
 INSTRUCTION_SPLITS = ("train", "test", "test_phrasing")
 
 
+# Which of the four opening sentences state each kind's answer.
+_ANSWER_SENTENCE = {"name": 0, "animal": 0, "place": 1, "object": 2, "colour": 2, "mood": 3}
+
+
 def _story_opening(rng: random.Random) -> dict:
     """The first four sentences of a story and the facts they state."""
     f = {"name": rng.choice(NAMES), "animal": rng.choice(ANIMALS), "adj": rng.choice(ADJECTIVES),
@@ -175,7 +179,7 @@ def _story_opening(rng: random.Random) -> dict:
     f["mood"] = rng.choice(["happy", "sad"])
     feeling = rng.choice(GOOD_FEELINGS if f["mood"] == "happy" else BAD_FEELINGS)
     name, obj = f["name"], f["obj"]
-    lines = [
+    f["sentences"] = [
         f"Once upon a time, there was {_article(f['adj'])} {f['adj']} {f['animal']} "
         f"named {name}.",
         f"{name} lived in a {f['home']} near the {f['place']}.",
@@ -184,7 +188,7 @@ def _story_opening(rng: random.Random) -> dict:
         if f["mood"] == "happy" else f"But the {obj} fell into the {f['place']}, and {name} "
         f"was {feeling}.",
     ]
-    f["story"] = " ".join(lines)
+    f["story"] = " ".join(f["sentences"])
     return f
 
 
@@ -192,10 +196,10 @@ def instruction_examples(n: int, split: str = "train", seed: int = 0,
                          kinds: tuple[str, ...] = INSTRUCTION_KINDS) -> list[dict]:
     """``n`` instruction examples ``{"kind", "instruction", "response"}``.
 
-    The instruction is a story's opening followed by a question about it; the response is the
-    one-word answer the story states. ``split="train"`` and ``"test"`` use the training
-    phrasings on different stories (a different random stream); ``"test_phrasing"`` asks with
-    the held-out phrasing of each kind. Kinds cycle, so every kind gets ``n // len(kinds)``.
+    The instruction is two consecutive sentences of a story's opening, one of which states the
+    answer, followed by a question; the response is the one-word answer. ``split="train"``
+    and ``"test"`` use the training phrasings on different stories (a different random
+    stream); ``"test_phrasing"`` asks with the held-out phrasing of each kind. Kinds cycle.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"instruction_examples: n must be a positive int, got {n!r}")
@@ -211,12 +215,15 @@ def instruction_examples(n: int, split: str = "train", seed: int = 0,
     for i in range(n):
         kind = kinds[i % len(kinds)]
         f = _story_opening(rng)
+        where = _ANSWER_SENTENCE[kind]
+        first = rng.choice([i for i in (where - 1, where) if 0 <= i <= 2])
+        passage = " ".join(f["sentences"][first: first + 2])
         train_phrasings, held_out = _PHRASINGS[kind]
         template = held_out if split == "test_phrasing" else rng.choice(train_phrasings)
         question = template.format(**f)
         answer = {"name": f["name"], "animal": f["animal"], "object": f["obj"],
                   "colour": f["colour"], "place": f["place"], "mood": f["mood"]}[kind]
-        out.append({"kind": kind, "instruction": f"{f['story']} {question}", "response": answer})
+        out.append({"kind": kind, "instruction": f"{passage} {question}", "response": answer})
     return out
 
 

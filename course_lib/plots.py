@@ -144,3 +144,62 @@ def heatmap(
                 ax.text(j, i, fmt.format(value), ha="center", va="center",
                         color=color, fontsize=8)
     return image
+
+
+# --- chapter 5: fine-tuning diagrams ---
+def token_strip(ax, tokens: Sequence[str], trained: Sequence[bool], title: str = "") -> None:
+    """Tokens as a row of boxes; the ones a loss is computed on are filled.
+
+    Taught in book/05_finetuning.md (the loss on the response only against on everything).
+    """
+    from matplotlib.patches import Rectangle
+
+    if len(tokens) != len(trained):
+        raise ValueError(f"token_strip: {len(tokens)} tokens but {len(trained)} flags")
+    x = 0.0
+    for text, on in zip(tokens, trained):
+        width = max(0.6, 0.11 * len(text) + 0.25)
+        ax.add_patch(Rectangle((x, 0), width - 0.05, 1, facecolor=PALETTE["orange"] if on
+                               else "#eeeeee", edgecolor="#555555", linewidth=0.6))
+        ax.text(x + (width - 0.05) / 2, 0.5, text, ha="center", va="center", fontsize=7)
+        x += width
+    ax.set_xlim(-0.1, x + 0.1)
+    ax.set_ylim(-0.2, 1.2)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10, loc="left")
+
+
+def lora_diagram(d_in: int, d_out: int, r: int):
+    """The LoRA structure to scale: frozen W (d_out x d_in) beside B (d_out x r) @ A (r x d_in).
+
+    Taught in book/05_finetuning.md.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    s = 3.0 / max(d_in, d_out)  # drawing units per matrix row/column
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    w_w, w_h = d_in * s, d_out * s
+    ax.add_patch(Rectangle((0, 0), w_w, w_h, facecolor="#dddddd", edgecolor="k"))
+    ax.text(w_w / 2, w_h / 2, f"W (frozen)\n{d_out} x {d_in}\n{d_out * d_in:,} params",
+            ha="center", va="center", fontsize=9)
+    ax.text(w_w + 0.35, w_h / 2, "+", fontsize=18, ha="center", va="center")
+    bx = w_w + 0.7
+    b_w = max(r * s, 0.12)
+    ax.add_patch(Rectangle((bx, 0), b_w, w_h, facecolor=PALETTE["orange"], edgecolor="k"))
+    ax.text(bx + b_w / 2, -0.25, f"B\n{d_out} x {r}\n(starts at 0)", ha="center", va="top",
+            fontsize=8)
+    ax.text(bx + b_w + 0.25, w_h / 2, "x", fontsize=12, ha="center", va="center")
+    ax_ = bx + b_w + 0.5
+    a_h = max(r * s, 0.12)
+    ax.add_patch(Rectangle((ax_, w_h - a_h), w_w, a_h, facecolor=PALETTE["sky"], edgecolor="k"))
+    ax.text(ax_ + w_w / 2, w_h - a_h - 0.15, f"A: {r} x {d_in} (random)", ha="center", va="top",
+            fontsize=8)
+    ax.text(ax_ + w_w / 2, w_h / 2 - 0.4, f"trained: r(d_in + d_out)\n= {r * (d_in + d_out):,}",
+            ha="center", va="center", fontsize=9)
+    ax.set_xlim(-0.2, ax_ + w_w + 0.2)
+    ax.set_ylim(-1.2, w_h + 0.3)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return fig

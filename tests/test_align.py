@@ -14,7 +14,7 @@ def tok():
 
 def test_chat_template_has_one_token_per_marker(tok):
     text = align.format_chat("Who is it?", "Tom")
-    assert align.show_chat(text) == "<|user|>Who is it?<|assistant|>Tom<|end|>"
+    assert align.show_chat(text) == "<|user|>Who is it?<|assistant|> Tom<|end|>"
     ids = tok.encode(text)
     assert ids[0] == 1 and ids[-1] == 3 and ids.count(2) == 1
     assert align.format_chat("Who is it?").endswith(align.ASSISTANT)

@@ -47,13 +47,13 @@ def test_teacher_forced_check_agrees_with_greedy_generation(gpt):
     # make one reference equal to what the model actually generates, so both outcomes occur
     prompt = tok.encode(format_chat(examples[0]["instruction"]))
     out = gpt.generate(torch.tensor([prompt]), 3, temperature=0)[0, len(prompt):].tolist()
-    examples[0] = dict(examples[0], response=tok.decode(out[:2]))
+    examples[0] = dict(examples[0], response=tok.decode(out[:2]).strip())
     matches = evaluate.greedy_answers_match(gpt, tok, examples)
     for e, match in zip(examples, matches):
         prompt = tok.encode(format_chat(e["instruction"]))
-        n = len(tok.encode(e["response"] + END))
-        gen = gpt.generate(torch.tensor([prompt]), n, temperature=0)[0, len(prompt):].tolist()
-        assert match == (gen == tok.encode(e["response"] + END))
+        want = tok.encode(" " + e["response"] + END)
+        gen = gpt.generate(torch.tensor([prompt]), len(want), temperature=0)
+        assert match == (gen[0, len(prompt):].tolist() == want)
 
 
 def test_multiple_choice_length_normalisation():

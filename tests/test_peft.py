@@ -173,3 +173,23 @@ def test_same_count_and_outputs_as_hf_peft():
     hf_merged = theirs.merge_and_unload()
     peft.merge_lora(ours)
     torch.testing.assert_close(ours.q_proj.weight, hf_merged.q_proj.weight)
+
+
+def test_chapter_5_diagrams_draw_and_check_their_input():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import lora_diagram, token_strip
+
+    fig = lora_diagram(64, 512, 4)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "2,304" in texts and "32,768" in texts
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    token_strip(ax, ["a", "b"], [True, False])
+    assert len(ax.patches) == 2
+    with pytest.raises(ValueError, match="flags"):
+        token_strip(ax, ["a", "b"], [True])
+    plt.close(fig)
