@@ -247,3 +247,42 @@ def preference_pairs(n: int, seed: int = 0) -> list[dict]:
         out.append({"prompt": f"Tell a story where the hero is {mood}.", "mood": mood,
                     "chosen": good["story"], "rejected": bad["story"]})
     return out
+
+
+def ending_pairs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` preference pairs ``{"prefix", "chosen", "rejected"}`` over story endings.
+
+    The prefix is a story's first three sentences; both responses are a fourth sentence the
+    grammar could write next, the chosen one happy and the rejected one sad. The labeller is
+    the rule ``is_happy_ending``, standing in for a human who prefers happy endings.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"ending_pairs: n must be a positive int, got {n!r}")
+    rng = random.Random(f"endings-{seed}")
+    out = []
+    for _ in range(n):
+        f = _story_opening(rng)
+        name, obj, place = f["name"], f["obj"], f["place"]
+        happy = (f" {name} was {rng.choice(GOOD_FEELINGS)} and showed the {obj} to "
+                 f"{rng.choice(FRIENDS)}.")
+        sad = f" But the {obj} fell into the {place}, and {name} was {rng.choice(BAD_FEELINGS)}."
+        out.append({"prefix": " ".join(f["sentences"][:3]), "chosen": happy, "rejected": sad})
+    return out
+
+
+
+def is_happy_ending(prefix: str, ending: str) -> bool:
+    """The gold rule: is ``ending`` exactly the grammar's happy fourth sentence for ``prefix``
+    (the right name and object, a good feeling, a friend from the grammar)?"""
+    import re
+
+    if not isinstance(prefix, str) or not isinstance(ending, str):
+        raise TypeError("is_happy_ending: prefix and ending must be strings")
+    m = re.search(r"named (\w+)\..* found an? \w+ (\w+)\.$", prefix)
+    if not m:
+        raise ValueError("is_happy_ending: prefix is not a story opening of the grammar")
+    name, obj = m.groups()
+    feelings = "|".join(GOOD_FEELINGS)
+    friends = "|".join(re.escape(f) for f in FRIENDS)
+    pattern = rf" {name} was ({feelings}) and showed the {obj} to ({friends})\."
+    return re.fullmatch(pattern, ending) is not None

@@ -54,3 +54,23 @@ def test_bad_split_and_kind():
         data.instruction_examples(3, "dev")
     with pytest.raises(ValueError, match="kinds"):
         data.instruction_examples(3, kinds=("weather",))
+
+
+def test_ending_pairs_and_the_gold_rule():
+    pairs = data.ending_pairs(40, seed=2)
+    assert pairs == data.ending_pairs(40, seed=2)
+    for p in pairs:
+        assert data.is_happy_ending(p["prefix"], p["chosen"])
+        assert not data.is_happy_ending(p["prefix"], p["rejected"])
+    p = pairs[0]
+    name = p["prefix"].split("named ")[1].split(".")[0]
+    # malformed, wrong name, or a happy word in the wrong sentence: not a happy ending
+    assert not data.is_happy_ending(p["prefix"], p["chosen"] + " And more.")
+    assert not data.is_happy_ending(p["prefix"], p["chosen"].replace(name, "Nobody"))
+    assert not data.is_happy_ending(p["prefix"], f" {name} was glad glad.")
+    with pytest.raises(ValueError, match="story opening"):
+        data.is_happy_ending("Hello there.", p["chosen"])
+    with pytest.raises(TypeError):
+        data.is_happy_ending(p["prefix"], None)
+    with pytest.raises(ValueError, match="n must"):
+        data.ending_pairs(0)
