@@ -171,35 +171,35 @@ def token_strip(ax, tokens: Sequence[str], trained: Sequence[bool], title: str =
 
 
 def lora_diagram(d_in: int, d_out: int, r: int):
-    """The LoRA structure to scale: frozen W (d_out x d_in) beside B (d_out x r) @ A (r x d_in).
+    """The LoRA structure: frozen W (d_out x d_in) beside B (d_out x r) times A (r x d_in).
 
-    Taught in book/05_finetuning.md.
+    Drawn schematically (W as a square; B and A thin, as r is small). Taught in
+    book/05_finetuning.md.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    s = 3.0 / max(d_in, d_out)  # drawing units per matrix row/column
-    fig, ax = plt.subplots(figsize=(7.0, 3.2))
-    w_w, w_h = d_in * s, d_out * s
-    ax.add_patch(Rectangle((0, 0), w_w, w_h, facecolor="#dddddd", edgecolor="k"))
-    ax.text(w_w / 2, w_h / 2, f"W (frozen)\n{d_out} x {d_in}\n{d_out * d_in:,} params",
-            ha="center", va="center", fontsize=9)
-    ax.text(w_w + 0.35, w_h / 2, "+", fontsize=18, ha="center", va="center")
-    bx = w_w + 0.7
-    b_w = max(r * s, 0.12)
-    ax.add_patch(Rectangle((bx, 0), b_w, w_h, facecolor=PALETTE["orange"], edgecolor="k"))
-    ax.text(bx + b_w / 2, -0.25, f"B\n{d_out} x {r}\n(starts at 0)", ha="center", va="top",
-            fontsize=8)
-    ax.text(bx + b_w + 0.25, w_h / 2, "x", fontsize=12, ha="center", va="center")
-    ax_ = bx + b_w + 0.5
-    a_h = max(r * s, 0.12)
-    ax.add_patch(Rectangle((ax_, w_h - a_h), w_w, a_h, facecolor=PALETTE["sky"], edgecolor="k"))
-    ax.text(ax_ + w_w / 2, w_h - a_h - 0.15, f"A: {r} x {d_in} (random)", ha="center", va="top",
-            fontsize=8)
-    ax.text(ax_ + w_w / 2, w_h / 2 - 0.4, f"trained: r(d_in + d_out)\n= {r * (d_in + d_out):,}",
-            ha="center", va="center", fontsize=9)
-    ax.set_xlim(-0.2, ax_ + w_w + 0.2)
-    ax.set_ylim(-1.2, w_h + 0.3)
+    fig, ax = plt.subplots(figsize=(7.5, 3.0))
+    side, thin = 3.0, 0.35
+    ax.add_patch(Rectangle((0, 0), side, side, facecolor="#dddddd", edgecolor="k"))
+    ax.text(side / 2, side / 2, f"W, frozen\n{d_out} x {d_in}\n{d_out * d_in:,} numbers",
+            ha="center", va="center", fontsize=10)
+    ax.text(side + 0.45, side / 2, "+", fontsize=20, ha="center", va="center")
+    bx = side + 0.9
+    ax.add_patch(Rectangle((bx, 0), thin, side, facecolor=PALETTE["orange"], edgecolor="k"))
+    ax.text(bx + thin / 2, -0.15, f"B: {d_out} x {r}\nstarts at 0", ha="center", va="top",
+            fontsize=9)
+    ax.text(bx + thin + 0.3, side - thin / 2, "x", fontsize=13, ha="center", va="center")
+    ax0 = bx + thin + 0.6
+    ax.add_patch(Rectangle((ax0, side - thin), side, thin, facecolor=PALETTE["sky"],
+                           edgecolor="k"))
+    ax.text(ax0 + side / 2, side + 0.1, f"A: {r} x {d_in}, random", ha="center", va="bottom",
+            fontsize=9)
+    ax.text(ax0 + side / 2, side / 2 - 0.3,
+            f"trained: r (d_in + d_out)\n= {r} x ({d_in} + {d_out})\n= {r * (d_in + d_out):,}",
+            ha="center", va="center", fontsize=10)
+    ax.set_xlim(-0.2, ax0 + side + 0.2)
+    ax.set_ylim(-1.0, side + 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
     return fig
