@@ -3,6 +3,7 @@
 #   make test    ruff + unit tests + every chapter cell by cell (nbval)
 #   make lab     JupyterLab with the chapters opening as notebooks
 #   make bench   wall time and peak memory of every chapter -> bench/notebooks.json
+#   make check-site  open every page of the built book in headless Chromium and check it
 #   make clean   remove build outputs and caches (keeps .venv)
 
 SHELL := /bin/bash
@@ -18,15 +19,36 @@ BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v pyth
 STAMP   := $(VENV)/.installed
 BENCH_ARGS ?=
 
-.PHONY: help install book test lint lab bench clean
+.PHONY: help install book check-site test lint lab bench clean
+
+# Spelling: prose, code and tests. "vermillion" is the Okabe-Ito colour's name, "nd" is n x d.
+CODESPELL_ARGS := --skip="*.json,*.safetensors,*.bib,*.svg" --ignore-words-list="vermillion,nd,3nd"
+CODESPELL_PATHS := book course_lib tests tools _ext bench README.md CONTRIBUTING.md Makefile conftest.py
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# *//'
+	@sed -n '2,8p' Makefile | sed 's/^# *//'
+
+# Which torch build a new .venv gets: `auto` (the CPU build on Linux without an NVIDIA GPU, the
+# default build elsewhere), `cpu`, or `default` (PyPI's, which on Linux pulls CUDA: several GB).
+TORCH ?= auto
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
 $(PY):
 	@test -n "$(BOOTSTRAP_PYTHON)" || { echo "no python3.11 or python3 on PATH" >&2; exit 1; }
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@build="$(TORCH)"; \
+	if [ "$$build" = auto ]; then \
+	    if [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null; then build=cpu; \
+	    else build=default; fi; \
+	fi; \
+	if [ "$$build" = cpu ]; then \
+	    version=$$(sed -n 's/^torch==//p' requirements.txt); \
+	    echo "installing torch $$version, CPU build (no NVIDIA GPU found; TORCH=default for CUDA)"; \
+	    $(PY) -m pip install --quiet --retries 1 --no-deps --index-url $(CPU_TORCH_INDEX) \
+	        "torch==$$version" \
+	        || echo "the CPU index was unreachable: requirements.txt installs torch instead"; \
+	fi
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
 	$(PY) -m pip install -r requirements.txt
@@ -34,12 +56,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# The execution cache re-runs a chapter only when its cells change; tools/book_cache.py also
+# clears it when course_lib's content changes, so the site never shows numbers from old code.
 book: $(STAMP)
+	$(PY) tools/book_cache.py
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "HTML: $(CURDIR)/_build/html/index.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/codespell $(CODESPELL_ARGS) $(CODESPELL_PATHS)
+
+# Every page of the built site in headless Chromium: console errors, images, math, links,
+# glued figures, the search box; one screenshot per page in _build/site-check/.
+check-site: $(STAMP)
+	$(PY) tools/check_site.py _build/html --shots _build/site-check
 
 # pytest's settings (nbval flags, testpaths tests/ and book/) are in pyproject.toml;
 # conftest.py limits nbval to the notebooks in _toc.yml. Any pytest exit code other than 0,

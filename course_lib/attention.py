@@ -18,7 +18,10 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     A row that is all -inf (a query that may attend to nothing) gives zeros, not NaN.
     """
-    m = x.amax(dim=dim, keepdim=True).detach()  # a constant shift: no gradient needed
+    # The shift is a constant: no gradient flows through it. Take the max of a
+    # detached x; x.amax(...).detach() would still record an amax node that
+    # saves all of x (every score) for a backward that never runs.
+    m = x.detach().amax(dim=dim, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     e = torch.exp(x - m)
     s = e.sum(dim=dim, keepdim=True)

@@ -145,6 +145,166 @@ def mood_sentences(n: int, seed: int = 0) -> list[tuple[str, int]]:
     return out
 
 
+# --- chapter 7: private facts and tool traces ---
+# A fictional town whose people no pretrained model has read about: the corpus chapter 7
+# retrieves from. Each fact is one sentence; later sentences about a person use the first name
+# only, and first names repeat across people, so a chunk cut away from its surname is ambiguous.
+TOWN = "Veldmoor"
+_SYLLABLES = ["bra", "dol", "fen", "gri", "hal", "ket", "lom", "mer", "nis", "ost", "pel",
+              "quin", "ros", "sta", "tov", "ulm", "vak", "wen", "yar", "zel"]
+_FIRST_NAMES = ["Oskar", "Mira", "Tilde", "Joren", "Ebba", "Lasse", "Runa", "Caspar",
+                "Isolde", "Pavel", "Greta", "Anselm"]
+_JOBS = ["glassblower", "beekeeper", "ferry pilot", "clockmaker", "cartographer", "cooper",
+         "lamplighter", "herbalist", "bookbinder", "stonemason", "organ tuner", "tanner"]
+_WORKPLACES = ["Amber Mill", "Old Quay", "Salt Exchange", "Lantern Hall", "Weir House",
+               "Copper Yard", "North Gate", "Heron Market"]
+_STREETS = ["Harrow Lane", "Mossgate Row", "Tallow Street", "Fennick Way", "Crane Walk",
+            "Brisk Hill", "Ashlar Court", "Pike Alley", "Wicker Road", "Gull Terrace"]
+_PETS = ["tortoise", "ferret", "goat", "parrot", "hedgehog", "pony", "raven", "lizard"]
+_INSTRUMENTS = ["cello", "hurdy-gurdy", "bagpipes", "lute", "accordion", "harp", "oboe",
+                "zither"]
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"]
+_FILLER = [
+    "The tide in {town} was low that morning.",
+    "A cart of turnips rolled past the square.",
+    "The council met twice that season and agreed on nothing.",
+    "Gulls followed the fishing boats back into the harbour.",
+    "Rain had fallen on the marsh for three days.",
+    "The bell of the old chapel rang at noon.",
+]
+
+# (question templates, the fact sentence, the answer): {first} {last} {value} are filled in.
+# Question wording avoids the fact's own verbs where it can, so that word overlap alone is not
+# always enough and embeddings have something to add.
+_FACT_KINDS = {
+    "job": (["What does {first} {last} do for a living?", "What is {first} {last}'s trade?"],
+            "{first} works as a {value}."),
+    "workplace": (["Where is {first} {last} employed?", "At which place does {first} {last} "
+                   "spend the working day?"], "{first} has a post at the {value}."),
+    "street": (["Which street is {first} {last}'s home on?", "On what street does "
+                "{first} {last} reside?"], "{first} lives at {number} {value}."),
+    "pet": (["What kind of animal does {first} {last} keep?", "Which animal is "
+             "{first} {last}'s companion?"], "{first} owns a {value} called {petname}."),
+    "petname": (["What is the name of {first} {last}'s pet?", "What is {first} {last}'s "
+                 "animal called?"], "{first} owns a {pet} called {value}."),
+    "month": (["In which month is {first} {last}'s birthday?", "When does {first} {last} "
+               "celebrate a birthday?"], "{first} was born in {value}."),
+    "year": (["In what year did {first} {last} arrive in " + TOWN + "?", "When did "
+              "{first} {last} settle in " + TOWN + "?"], "{first} came to " + TOWN +
+             " in {value}."),
+    "instrument": (["Which instrument does {first} {last} play?", "What music does "
+                    "{first} {last} make?"], "{first} plays the {value} on Sundays."),
+}
+
+
+def _surname(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(2)).capitalize()
+
+
+def town_people(n_people: int = 60, seed: int = 0) -> list[dict]:
+    """``n_people`` fictional residents of Veldmoor, each a dict of attributes (deterministic).
+
+    Full names are unique; first names, jobs and streets repeat, as in a real town.
+    Taught in book/07_rag_agents.md.
+    """
+    if not isinstance(n_people, int) or isinstance(n_people, bool) or not 1 <= n_people <= 2000:
+        raise ValueError(f"town_people: n_people must be an int in [1, 2000], got {n_people!r}")
+    rng = random.Random(seed)
+    people, seen = [], set()
+    while len(people) < n_people:
+        first, last = rng.choice(_FIRST_NAMES), _surname(rng)
+        if (first, last) in seen:
+            continue
+        seen.add((first, last))
+        people.append({
+            "first": first, "last": last, "job": rng.choice(_JOBS),
+            "workplace": rng.choice(_WORKPLACES), "street": rng.choice(_STREETS),
+            "number": rng.randint(1, 99), "pet": rng.choice(_PETS),
+            "petname": _surname(rng)[:4].capitalize(), "month": rng.choice(_MONTHS),
+            "year": str(rng.randint(1950, 2019)), "instrument": rng.choice(_INSTRUMENTS),
+        })
+    return people
+
+
+def _fact_sentence(person: dict, kind: str) -> str:
+    fields = dict(person, value=person[kind])
+    return _FACT_KINDS[kind][1].format(**fields)
+
+
+def town_documents(n_people: int = 60, per_page: int = 5, seed: int = 0) -> list[str]:
+    """The town register: pages of ``per_page`` people, each introduced by full name, then
+    their facts in a shuffled order with a few unrelated sentences between people.
+
+    Taught in book/07_rag_agents.md.
+    """
+    if not isinstance(per_page, int) or isinstance(per_page, bool) or per_page < 1:
+        raise ValueError(f"town_documents: per_page must be a positive int, got {per_page!r}")
+    people = town_people(n_people, seed)
+    rng = random.Random(seed + 1)
+    pages = []
+    for start in range(0, len(people), per_page):
+        parts = []
+        for p in people[start:start + per_page]:
+            kinds = [k for k in _FACT_KINDS if k != "petname"]  # the pet sentence holds both
+            rng.shuffle(kinds)
+            intro = f"{p['first']} {p['last']} is a resident of {TOWN}."
+            parts.append(" ".join([intro] + [_fact_sentence(p, k) for k in kinds]))
+            parts.append(rng.choice(_FILLER).format(town=TOWN))
+        pages.append("\n".join(parts))
+    return pages
+
+
+def town_questions(n_people: int = 60, seed: int = 0, per_person: int = 3,
+                   per_page: int = 5) -> list[dict]:
+    """Questions about the town with their answer and gold passage (the fact sentence).
+
+    Each dict has ``question``, ``answer``, ``gold`` (the sentence that answers it), ``doc``,
+    ``start`` and ``end`` (where the gold sentence sits in ``town_documents(n_people,
+    per_page, seed)``: first names repeat, so the span, not the text, says which one),
+    ``person`` ("First Last") and ``split``: "dev" (for tuning) or "test" (held out, by
+    person, so no test person is seen while tuning). Taught in book/07_rag_agents.md.
+    """
+    if not isinstance(per_person, int) or not 1 <= per_person <= len(_FACT_KINDS):
+        raise ValueError(f"town_questions: per_person must be in [1, {len(_FACT_KINDS)}], "
+                         f"got {per_person!r}")
+    people = town_people(n_people, seed)
+    pages = town_documents(n_people, per_page, seed)
+    rng = random.Random(seed + 2)
+    out = []
+    for i, p in enumerate(people):
+        split = "dev" if i % 2 == 0 else "test"
+        doc = i // per_page
+        intro_at = pages[doc].index(f"{p['first']} {p['last']} is a resident")
+        for kind in rng.sample(sorted(_FACT_KINDS), per_person):
+            templates = _FACT_KINDS[kind][0]
+            question = rng.choice(templates).format(**p)
+            gold = _fact_sentence(p, "pet" if kind == "petname" else kind)
+            start = pages[doc].index(gold, intro_at)
+            out.append({"question": question, "answer": p[kind], "gold": gold, "doc": doc,
+                        "start": start, "end": start + len(gold),
+                        "person": f"{p['first']} {p['last']}", "kind": kind, "split": split})
+    return out
+
+
+def arithmetic_questions(n: int, digits: int = 3, seed: int = 0) -> list[dict]:
+    """``n`` multi-digit arithmetic questions ("What is 482 * 917?") with exact answers,
+    for chapter 7's agent. Taught in book/07_rag_agents.md."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"arithmetic_questions: n must be a positive int, got {n!r}")
+    if not isinstance(digits, int) or isinstance(digits, bool) or not 1 <= digits <= 12:
+        raise ValueError(f"arithmetic_questions: digits must be an int in [1, 12], got {digits!r}")
+    rng = random.Random(seed)
+    low, high = 10 ** (digits - 1), 10 ** digits - 1
+    out = []
+    for _ in range(n):
+        a, b, op = rng.randint(low, high), rng.randint(low, high), rng.choice("+-*")
+        value = {"+": a + b, "-": a - b, "*": a * b}[op]
+        out.append({"question": f"What is {a} {op} {b}?", "expression": f"{a} {op} {b}",
+                    "answer": str(value)})
+    return out
+
+
 # --- chapter 5: instruction tasks and preferences ---
 # Questions about a story's opening (four sentences), each with an answer the story states.
 # Two phrasings per kind are used in training; a third is held out, to test whether a model

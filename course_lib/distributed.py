@@ -63,6 +63,38 @@ class Job:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
 
+# Who holds what under each data-parallel strategy (ZeRO paper, Fig. 1; Rajbhandari et al.
+# 2019), and what crosses the wire each step. "full": every device holds all of it; "shard":
+# device i holds only slice i of N.
+HOLDINGS = {
+    "DDP": {"weights": "full", "gradients": "full", "optimizer": "full"},
+    "ZeRO-1": {"weights": "full", "gradients": "full", "optimizer": "shard"},
+    "ZeRO-2": {"weights": "full", "gradients": "shard", "optimizer": "shard"},
+    "ZeRO-3 / FSDP": {"weights": "shard", "gradients": "shard", "optimizer": "shard"},
+}
+TRAFFIC = {
+    "DDP": "all-reduce the gradients (2Ψ)",
+    "ZeRO-1": "reduce-scatter gradients, all-gather updated weights (2Ψ)",
+    "ZeRO-2": "reduce-scatter gradients, all-gather updated weights (2Ψ)",
+    "ZeRO-3 / FSDP": "all-gather weights in forward and backward, reduce-scatter grads (3Ψ)",
+}
+
+
+def holdings(strategy: str, n_devices: int) -> dict[str, list[list[int]]]:
+    """For each part of the model states, the slices (0..N-1) each device stores.
+
+    ``holdings("DDP", 2)["optimizer"] == [[0, 1], [0, 1]]`` (both hold everything);
+    ``holdings("ZeRO-3 / FSDP", 2)["weights"] == [[0], [1]]``. Taught in book/02_memory.md.
+    """
+    if strategy not in HOLDINGS:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(HOLDINGS)}")
+    if isinstance(n_devices, bool) or not isinstance(n_devices, int) or not 1 <= n_devices <= 64:
+        raise ValueError(f"n_devices must be an integer in 1..64, got {n_devices!r}")
+    every = list(range(n_devices))
+    return {part: [every if how == "full" else [d] for d in every]
+            for part, how in HOLDINGS[strategy].items()}
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -117,6 +149,15 @@ def _full_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def _local_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What this rank itself stores: FSDP's local shard of each parameter, DDP's full copy."""
+    state = {}
+    for name, p in model.named_parameters():
+        t = p.to_local() if hasattr(p, "to_local") else p
+        state[name.removeprefix("module.")] = t.detach().clone().contiguous()
+    return state
+
+
 def train_rank(job: Job, tokens: torch.Tensor, rank: int = 0) -> tuple[dict, dict]:
     """Train on this rank's slice of every global batch; returns (report, final weights).
 
@@ -155,6 +196,7 @@ def train_rank(job: Job, tokens: torch.Tensor, rank: int = 0) -> tuple[dict, dic
             dist.all_reduce(loss)
             loss /= world
         losses.append(loss.item())
+    local = _local_state(model)
     state = _full_state(model)
     report = {
         "rank": rank, "strategy": job.strategy, "world_size": world, "losses": losses,
@@ -162,15 +204,29 @@ def train_rank(job: Job, tokens: torch.Tensor, rank: int = 0) -> tuple[dict, dic
         "optimizer_bytes": optimizer_state_bytes(opt),
         "full_param_bytes": full_bytes,
         "weights_sha256": weights_digest(state),
+        "local_sha256": weights_digest(local),  # differs across FSDP ranks: other shards
         "seconds": round(time.perf_counter() - start, 3),
     }
+    report["_local_state"] = local  # written to its own file by _write, not into the JSON
     return report, state
 
 
+def _atomic_save(tensors: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+
+
 def _write(out_dir: Path, prefix: str, report: dict, state: dict | None) -> None:
-    (out_dir / f"{prefix}rank{report['rank']}.json").write_text(json.dumps(report, indent=1))
+    report = dict(report)
+    local = report.pop("_local_state", None)
+    if local is not None:
+        _atomic_save(local, out_dir / f"{prefix}rank{report['rank']}_local.safetensors")
+    tmp = out_dir / f"{prefix}rank{report['rank']}.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out_dir / f"{prefix}rank{report['rank']}.json")
     if state is not None:
-        save_file(state, str(out_dir / f"{prefix}final.safetensors"))
+        _atomic_save(state, out_dir / f"{prefix}final.safetensors")
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
@@ -199,6 +255,8 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 class RunResult:
     ranks: list[dict]                      # one report per rank, in rank order
     final_state: dict[str, torch.Tensor]   # rank 0's final (unsharded) weights
+    # what each rank itself stored at the end (FSDP: its shards; DDP and single: everything)
+    local_states: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
 
 def run_distributed(job: Job | list[Job], tokens: torch.Tensor | None = None,
@@ -221,7 +279,11 @@ def run_distributed(job: Job | list[Job], tokens: torch.Tensor | None = None,
         raise ValueError(f"tokens must be a 1-D int64 tensor, got {tuple(tokens.shape)} "
                          f"{tokens.dtype}")
     if all(j.strategy == "single" for j in jobs):
-        results = [RunResult(*(lambda r, s: ([r], s))(*train_rank(j, tokens))) for j in jobs]
+        results = []
+        for j in jobs:
+            report, state = train_rank(j, tokens)
+            local = report.pop("_local_state")
+            results.append(RunResult([report], state, [local]))
         return results if isinstance(job, list) else results[0]
     world = jobs[0].world_size
     if any(j.strategy == "single" or j.world_size != world for j in jobs):
@@ -241,8 +303,65 @@ def run_distributed(job: Job | list[Job], tokens: torch.Tensor | None = None,
         for j in range(len(jobs)):
             ranks = [json.loads((out / f"job{j}_rank{r}.json").read_text())
                      for r in range(world)]
-            results.append(RunResult(ranks, load_file(str(out / f"job{j}_final.safetensors"))))
+            local = [load_file(str(out / f"job{j}_rank{r}_local.safetensors"))
+                     for r in range(world)]
+            results.append(RunResult(ranks, load_file(str(out / f"job{j}_final.safetensors")),
+                                     local))
     return results if isinstance(job, list) else results[0]
+
+
+def _collectives_worker(rank: int, world_size: int, port: int, n: int, out_dir: str) -> None:
+    """One rank of :func:`collectives_demo` (importable, so a notebook can start it)."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size, timeout=timedelta(seconds=60))
+    try:
+        # rank r holds its own "gradient": 10*(r+1) + [0, 1, ..., n-1]
+        x = 10.0 * (rank + 1) + torch.arange(n, dtype=torch.float32)
+        report = {"rank": rank, "before": x.tolist()}
+        summed = x.clone()
+        dist.all_reduce(summed)                       # every rank gets the sum of all ranks
+        report["all_reduce"] = summed.tolist()
+        shard = torch.empty(n // world_size)
+        # (torch >= 2.10 names them *_single; older torch has only *_tensor)
+        reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+        all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+        reduce_scatter(shard, x.clone())  # rank r gets the sum of its own 1/N slice
+        report["reduce_scatter"] = shard.tolist()
+        full = torch.empty(n)
+        all_gather(full, shard)           # every rank gets all the slices, in rank order
+        report["all_gather"] = full.tolist()
+        tmp = Path(out_dir) / f"rank{rank}.json.tmp"
+        tmp.write_text(json.dumps(report))
+        os.replace(tmp, Path(out_dir) / f"rank{rank}.json")
+    finally:
+        dist.destroy_process_group()
+
+
+def collectives_demo(world_size: int = 2, n: int = 4, start_method: str = "spawn") -> list[dict]:
+    """The three collectives of data parallelism, run for real on ``world_size`` processes.
+
+    Rank r starts with ``10*(r+1) + [0..n-1]``. Returns, per rank, its tensor ``before``, after
+    ``all_reduce`` (sum), after ``reduce_scatter`` (its slice of the sum) and after
+    ``all_gather`` of those slices (the sum again: all-reduce = reduce-scatter + all-gather).
+    Taught in book/02_memory.md.
+    """
+    for name, value in (("world_size", world_size), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if world_size < 2 or world_size > 8:
+        raise ValueError(f"world_size must be 2-8 processes on one machine, got {world_size}")
+    if n % world_size or n > 2**20:
+        raise ValueError(f"n must be a multiple of world_size={world_size} up to 2**20, got {n}")
+    if start_method not in ("spawn", "fork"):
+        raise ValueError(f"start_method must be 'spawn' or 'fork', got {start_method!r}")
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="course_coll_") as tmp:
+        mp.start_processes(_collectives_worker, args=(world_size, free_port(), n, tmp),
+                           nprocs=world_size, join=True, start_method=start_method)
+        return [json.loads((Path(tmp) / f"rank{r}.json").read_text())
+                for r in range(world_size)]
 
 
 def main(argv=None) -> int:
@@ -272,7 +391,8 @@ def main(argv=None) -> int:
                                    else organism_tokens(), rank)
         _write(out, "", report, state if rank == 0 else None)
         if rank == 0:
-            print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=1))
+            print(json.dumps({k: v for k, v in report.items()
+                              if k != "losses" and not k.startswith("_")}, indent=1))
     finally:
         dist.destroy_process_group()
     return 0

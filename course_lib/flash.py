@@ -20,7 +20,7 @@ Measurement (peak memory, timing, the roofline's two roofs) lives in ``course_li
 from __future__ import annotations
 
 import math
-from numbers import Integral
+from numbers import Integral, Real
 
 import torch
 
@@ -34,51 +34,37 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# Online softmax
-# --------------------------------------------------------------------------------------------
-def online_softmax(x: torch.Tensor, block_size: int) -> tuple[torch.Tensor, list[tuple]]:
-    """Softmax over the last dim of ``x``, reading it ``block_size`` entries at a time.
-
-    Keeps only a running maximum ``m`` and a running sum ``l = sum(exp(x_seen - m))``. When a
-    new block raises the maximum from ``m_old`` to ``m_new``, the old sum is rescaled by
-    ``exp(m_old - m_new)``, so after the last block ``l`` equals the full denominator.
-    Returns ``(probs, history)`` where history holds ``(m, l)`` after each block.
-    """
-    _check_block("block_size", block_size)
-    if x.dim() < 1 or x.shape[-1] == 0:
-        raise ValueError(f"online_softmax needs a non-empty last dimension, got {tuple(x.shape)}")
-    m = torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
-    l = torch.zeros(x.shape[:-1], dtype=x.dtype)
-    history = []
-    for start in range(0, x.shape[-1], block_size):
-        block = x[..., start : start + block_size]
-        m_new = torch.maximum(m, block.amax(-1))
-        l = l * torch.exp(m - m_new) + torch.exp(block - m_new[..., None]).sum(-1)
-        m = m_new
-        history.append((m.clone(), l.clone()))
-    # The second pass only needs the two scalars per row: exp(x - m) / l.
-    return torch.exp(x - m[..., None]) / l[..., None], history
-
-
-# --------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------
-def _check_block(name: str, value) -> None:
+def _check_positive_int(name: str, value) -> None:
+    """A count or size: a Python/NumPy integer (not a bool, not 2.0) that is at least 1."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
     if value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value}")
 
 
+def _check_tensor(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
 def _check_qkv(q, k, v) -> int:
-    """Validate shapes; return the GQA group size (query heads per k/v head, 1 if none)."""
+    """Validate q, k, v; return the GQA group size (query heads per k/v head, 1 if none)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        _check_tensor(name, t)
         if t.dim() < 2:
             raise ValueError(f"{name} must have shape (..., seq, dim), got rank {t.dim()}")
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t.shape[-2] == 0:
+            raise ValueError(f"{name} must hold at least one position, got shape {tuple(t.shape)}")
+        if t.shape[-1] == 0:
+            raise ValueError(f"{name} must have a head dim of at least 1, got {tuple(t.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
     if not (q.dim() == k.dim() == v.dim()):
         raise ValueError(f"q, k, v must have the same rank, got {q.dim()}, {k.dim()}, {v.dim()}")
     if q.shape[-1] != k.shape[-1]:
@@ -87,8 +73,6 @@ def _check_qkv(q, k, v) -> int:
         raise ValueError(
             f"k and v must agree on all dims but the last: {tuple(k.shape)} vs {tuple(v.shape)}"
         )
-    if k.shape[-2] == 0:
-        raise ValueError("k and v must hold at least one position")
     if q.shape[:-2] == k.shape[:-2]:
         return 1
     # Grouped-query attention: only the head dim (-3) may differ, and must divide evenly.
@@ -104,6 +88,36 @@ def _check_qkv(q, k, v) -> int:
     raise ValueError(
         f"batch dims of q {tuple(q.shape[:-2])} and k/v {tuple(k.shape[:-2])} do not match"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Online softmax
+# --------------------------------------------------------------------------------------------
+def online_softmax(x: torch.Tensor, tile_size: int) -> tuple[torch.Tensor, list[tuple]]:
+    """Softmax over the last dim of ``x``, reading it ``tile_size`` entries at a time.
+
+    Keeps only a running maximum ``m`` and a running sum ``l = sum(exp(x_seen - m))``. When a
+    new tile raises the maximum from ``m_old`` to ``m_new``, the old sum is rescaled by
+    ``exp(m_old - m_new)``, so after the last tile ``l`` equals the full denominator.
+    Returns ``(probs, history)`` where history holds ``(m, l)`` after each tile. A NaN
+    anywhere in a row makes that row's probabilities NaN, as ``torch.softmax`` does.
+    Taught in book/04_attention.md.
+    """
+    _check_tensor("x", x)
+    _check_positive_int("tile_size", tile_size)
+    if x.dim() < 1 or x.shape[-1] == 0:
+        raise ValueError(f"x must have a non-empty last dimension, got shape {tuple(x.shape)}")
+    m = torch.full(x.shape[:-1], -math.inf, dtype=x.dtype, device=x.device)
+    l = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+    history = []
+    for start in range(0, x.shape[-1], tile_size):
+        tile = x[..., start : start + tile_size]
+        m_new = torch.maximum(m, tile.amax(-1))  # amax and maximum both propagate NaN
+        l = l * torch.exp(m - m_new) + torch.exp(tile - m_new[..., None]).sum(-1)
+        m = m_new
+        history.append((m.clone(), l.clone()))
+    # The second pass only needs the two scalars per row: exp(x - m) / l.
+    return torch.exp(x - m[..., None]) / l[..., None], history
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,9 +157,11 @@ def _forward(q, k, v, causal, block_q, block_k, scale):
             l = rescale * l + p.sum(-1)
             acc = rescale[..., None] * acc + p @ v[..., j0:j1, :].to(acc_dtype)
             m = m_new
-        seen = l > 0  # false only for queries that may see no key (n_q > n_k, causal)
-        out[..., i0:i1, :] = torch.where(seen[..., None], acc / l.clamp_min(1e-38)[..., None], 0)
-        lse[..., i0:i1] = torch.where(seen, m + torch.log(l.clamp_min(1e-38)), -math.inf)
+        # l == 0 only for a query that may see no key (n_q > n_k, causal): it gets zeros.
+        # A NaN anywhere in the row's inputs left m and l NaN, and NaN flows to the output.
+        empty = l == 0
+        out[..., i0:i1, :] = torch.where(empty[..., None], 0.0, acc / l[..., None])
+        lse[..., i0:i1] = torch.where(empty, -math.inf, m + torch.log(l))
     return out.to(q.dtype), lse
 
 
@@ -220,20 +236,30 @@ def flash_attention(
     Shapes: q ``(..., n_q, d)``, k ``(..., n_k, d)``, v ``(..., n_k, d_v)``; returns
     ``(..., n_q, d_v)``. ``causal=True`` lets query i see keys up to its own position, where
     the queries are the *last* n_q of the n_k positions (as in ``attention.causal_mask`` and
-    in cached decoding); a query that sees no key (only possible when n_q > n_k) gets zeros.
+    in cached decoding); a query that sees no key (only possible when n_q > n_k) gets zeros,
+    as torch's SDPA gives for a fully masked row. A NaN in q, or in a key or value that a
+    query may see, makes that query's output NaN (a masked value row can also reach queries
+    in the same tile, through 0 * NaN, as in torch's kernels); NaN never turns into a number.
     If k and v have fewer heads (dim -3) than q, each k/v head serves ``n_q_heads / n_kv_heads``
     consecutive query heads (GQA; MQA with one k/v head). ``scale`` defaults to 1/sqrt(d).
     Differentiable: the backward pass recomputes each tile from the saved logsumexp.
+    Taught in book/04_attention.md.
     """
-    _check_block("block_q", block_q)
-    _check_block("block_k", block_k)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {causal!r} ({type(causal).__name__})")
+    _check_positive_int("block_q", block_q)
+    _check_positive_int("block_k", block_k)
     group = _check_qkv(q, k, v)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
+    elif isinstance(scale, bool) or not isinstance(scale, Real):
+        raise TypeError(f"scale must be a real number, got {scale!r} ({type(scale).__name__})")
+    elif not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
     if group > 1:  # (..., Hkv*g, n, d) -> (..., Hkv, g, n, d); k/v broadcast over g
         q = q.unflatten(-3, (k.shape[-3], group))
         k, v = k.unsqueeze(-3), v.unsqueeze(-3)
-    out = _FlashAttentionFunction.apply(q, k, v, bool(causal), block_q, block_k, float(scale))
+    out = _FlashAttentionFunction.apply(q, k, v, causal, block_q, block_k, float(scale))
     return out.flatten(-4, -3) if group > 1 else out
 
 
@@ -244,20 +270,29 @@ def block_sizes(sram_bytes: int, d: int, bytes_per_el: int = 4) -> tuple[int, in
     """Algorithm 1's tile sizes for on-chip memory of M elements: (B_r, B_c).
 
     B_c = ceil(M / 4d) and B_r = min(ceil(M / 4d), d): the four tiles Q_i, K_j, V_j, O_i of
-    about M/4 elements each fit on chip together.
+    about M/4 elements each fit on chip together. Taught in book/04_attention.md.
     """
-    _check_block("sram_bytes", sram_bytes)
-    _check_block("d", d)
-    _check_block("bytes_per_el", bytes_per_el)
+    _check_positive_int("sram_bytes", sram_bytes)
+    _check_positive_int("d", d)
+    _check_positive_int("bytes_per_el", bytes_per_el)
     m_elems = sram_bytes // bytes_per_el
     if m_elems < d:
-        raise ValueError(f"SRAM of {m_elems} elements cannot hold one row of dimension d={d}")
+        raise ValueError(
+            f"sram_bytes={sram_bytes} holds {m_elems} elements, not one row of dimension d={d}"
+            " (SRAM cannot hold a row)"
+        )
     block_c = math.ceil(m_elems / (4 * d))
     return min(block_c, d), block_c
 
 
 def hbm_traffic(
-    n: int, d: int, sram_bytes: int, method: str, bytes_per_el: int = 4
+    n: int,
+    d: int,
+    sram_bytes: int,
+    method: str,
+    bytes_per_el: int = 4,
+    *,
+    blocks: tuple[int, int] | None = None,
 ) -> int:
     """HBM element reads plus writes for one (non-causal) attention head of length n.
 
@@ -270,17 +305,32 @@ def hbm_traffic(
     tile, reads Q_i, O_i, l_i, m_i and writes O_i, l_i, m_i (n(3d + 4) per outer step).
     Total 3nd + 2n + T_c n (3d + 4), about 12 n^2 d^2 / M: Theta(n^2 d^2 / M).
 
-    ``"flash2"`` (query outer loop, as ``flash_attention`` here and FlashAttention-2): read
-    Q once, K and V once per query tile, write O and the logsumexp once:
+    ``"flash2"`` (query outer loop, as ``flash_attention`` here, FlashAttention-2 and torch's
+    CPU kernel): read Q once, K and V once per query tile, write O and the logsumexp once:
     2nd + 2nd T_r + n with T_r = ceil(n / B_r).
+
+    ``blocks=(B_r, B_c)`` replaces the paper's rule (``block_sizes(sram_bytes, d)``), to place
+    a kernel that picks its own tiles. Tests hold each count to an instrumented loop.
+    Taught in book/04_attention.md.
     """
-    for name, value in (("n", n), ("d", d)):
-        _check_block(name, value)
-    if method == "standard":
-        return 4 * n * d + 4 * n * n
-    if method not in ("flash", "flash2"):
+    _check_positive_int("n", n)
+    _check_positive_int("d", d)
+    _check_positive_int("sram_bytes", sram_bytes)
+    _check_positive_int("bytes_per_el", bytes_per_el)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, got {type(method).__name__}")
+    if method not in ("standard", "flash", "flash2"):
         raise ValueError(f"method must be 'standard', 'flash' or 'flash2', got {method!r}")
-    block_r, block_c = block_sizes(sram_bytes, d, bytes_per_el)
+    if method == "standard":  # no tiles: the SRAM size does not enter
+        return 4 * n * d + 4 * n * n
+    if blocks is None:
+        block_r, block_c = block_sizes(sram_bytes, d, bytes_per_el)
+    else:
+        if not isinstance(blocks, tuple) or len(blocks) != 2:
+            raise TypeError(f"blocks must be a (B_r, B_c) tuple of ints, got {blocks!r}")
+        block_r, block_c = blocks
+        _check_positive_int("blocks[0] (B_r)", block_r)
+        _check_positive_int("blocks[1] (B_c)", block_c)
     if method == "flash":
         t_c = math.ceil(n / block_c)
         return 3 * n * d + 2 * n + t_c * n * (3 * d + 4)
@@ -289,7 +339,14 @@ def hbm_traffic(
 
 
 def attention_flops(n_q: int, n_k: int, d: int, causal: bool = False) -> int:
-    """Multiply-add FLOPs of the two matmuls (QK^T and PV): 4 n_q n_k d, halved if causal."""
+    """Multiply-add FLOPs of the two matmuls (QK^T and PV): 4 n_q n_k d, halved if causal.
+
+    Taught in book/04_attention.md (the roofline).
+    """
+    _check_positive_int("n_q", n_q)
+    _check_positive_int("n_k", n_k)
+    _check_positive_int("d", d)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {causal!r} ({type(causal).__name__})")
     flops = 4 * n_q * n_k * d
     return flops // 2 if causal else flops
-

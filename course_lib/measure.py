@@ -33,9 +33,17 @@ __all__ = [
 ]
 
 
-def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _check_count(name: str, value, minimum: int = 1) -> None:
+    """An int (not a bool, not 2.0) of at least ``minimum``: TypeError or ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_callable(name: str, fn) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
 @contextlib.contextmanager
@@ -62,7 +70,9 @@ def measure_peak_memory(fn: Callable, *args, **kwargs) -> tuple[object, int]:
     Counts tensor memory that the call allocates on top of what existed before it, output
     included, at its highest point. On CUDA tensors it uses the caching allocator's peak; on
     CPU it replays the allocation and free events that the torch profiler records.
+    Taught in book/02_memory.md and book/04_attention.md.
     """
+    _check_callable("fn", fn)
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if tensors and tensors[0].is_cuda:
         device = tensors[0].device
@@ -96,8 +106,13 @@ def measure_peak_memory(fn: Callable, *args, **kwargs) -> tuple[object, int]:
 
 
 def benchmark(fn: Callable, *args, repeats: int = 5, warmup: int = 1, **kwargs) -> float:
-    """Best-of-``repeats`` wall time in seconds (the minimum is the least noisy estimate)."""
+    """Best-of-``repeats`` wall time in seconds (the minimum is the least noisy estimate).
+
+    ``warmup`` untimed calls come first (0 is allowed). Taught in book/04_attention.md.
+    """
+    _check_callable("fn", fn)
     _check_count("repeats", repeats)
+    _check_count("warmup", warmup, minimum=0)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn(*args, **kwargs)
@@ -115,6 +130,10 @@ def measure_matmul_flops(
     dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 5, device="cpu"
 ) -> float:
     """Peak FLOP/s of an n x n x n matmul in ``dtype`` (2 n^3 FLOPs per call)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    _check_count("n", n)
+    _check_count("repeats", repeats)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
@@ -123,6 +142,8 @@ def measure_matmul_flops(
 
 def measure_copy_bandwidth(nbytes: int = 64 * 2**20, repeats: int = 5, device="cpu") -> float:
     """Memory bandwidth in bytes/s from copying an fp32 buffer (read + write = 2 x nbytes)."""
+    _check_count("nbytes", nbytes, minimum=4)  # at least one fp32 element
+    _check_count("repeats", repeats)
     src = torch.ones(nbytes // 4, device=device)
     dst = torch.empty_like(src)
     return 2 * src.numel() * 4 / benchmark(dst.copy_, src, repeats=repeats)
@@ -134,6 +155,8 @@ def cpu_cache_bytes(level: int = 2, default: int = 2**20) -> int:
     The CPU stand-in for a GPU's on-chip SRAM in the IO model; ``default`` where sysfs is
     missing (macOS, Windows) or does not list that level.
     """
+    _check_count("level", level)
+    _check_count("default", default)
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
@@ -149,3 +172,49 @@ def cpu_cache_bytes(level: int = 2, default: int = 2**20) -> int:
         if size.isdigit():
             return int(size)
     return default
+
+
+# --- training-step memory (chapter 2) ---
+
+__all__ += ["measure_live_bytes"]
+
+
+def measure_live_bytes(fn: Callable, *args, **kwargs) -> tuple[object, int]:
+    """Run ``fn(*args, **kwargs)``; return (result, tensor bytes it allocated that are still
+    alive when it returns).
+
+    The bytes a call leaves behind: its outputs and whatever they keep alive (after a forward
+    pass, the activations autograd saved for backward). On CPU the torch profiler's allocation
+    and free events of the call are summed (an allocation counts +n bytes, a free -n), so a
+    tensor made and dropped inside the call counts 0; on CUDA it is the change in
+    ``torch.cuda.memory_allocated``. It does not look at autograd at all, which makes it a
+    second, independent check of :class:`course_lib.memory.SavedTensorMeter`.
+    Taught in book/02_memory.md.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if tensors and tensors[0].is_cuda:
+        device = tensors[0].device
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        result = fn(*args, **kwargs)
+        torch.cuda.synchronize(device)
+        return result, torch.cuda.memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        prof.start()
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        with _quiet_stderr():
+            prof.stop()
+    try:
+        raw = prof.profiler.kineto_results.events()
+    except AttributeError as err:
+        raise RuntimeError("measure_live_bytes needs torch's kineto profiler results") from err
+    live = sum(e.nbytes() for e in raw if e.name() == "[memory]"
+               and e.device_type() == torch.autograd.DeviceType.CPU)
+    return result, live

@@ -100,15 +100,29 @@ def source(obj, lines: tuple[int, int] | None = None) -> str:
     return head + "\n" + "".join(src_lines).rstrip("\n")
 
 
-def glue_value(name: str, value, fmt: str | None = None):
-    """Glue a number or string into the prose (`{glue}`name``), formatted once, here.
+class GluedText:
+    """Text whose plain-text display has no quotes, so `{glue}` shows 1.46, not '1.46'."""
 
-    Returns the value so a cell can glue and assert in one line.
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(self.text)
+
+
+def glue_value(name: str, value, fmt: str | None = None):
+    """Glue a number or string into the prose, formatted once, here.
+
+    Both `{glue}`name`` and `{glue:text}`name`` then show the formatted text without
+    quotes. Returns the value so a cell can glue and assert in one line.
     """
     from myst_nb import glue
 
-    text = format(value, fmt) if fmt else value
-    glue(name, text, display=False)
+    text = format(value, fmt) if fmt else str(value)
+    glue(name, GluedText(text), display=False)
     return value
 
 

@@ -19,6 +19,17 @@ round-to-nearest, ties-to-even. Overflow goes to infinity, except for E4M3 which
 there ``saturate=True`` (the default, what recent torch does on CPU since
 pytorch/pytorch#178817: finite overflow *and* infinities become +-448) or ``saturate=False``
 (the OCP non-saturating mode, what older torch and ml_dtypes do: NaN).
+
+Words: ``bits`` is always a width (how many bits a format or a code has); the stored bit
+pattern of one value is its ``pattern`` (``FloatBits.bits`` is kept as an alias of
+``FloatBits.pattern`` because DESIGN.md names it). There is one ``FORMATS``: the floating-point
+formats here; ``course_lib.quant`` calls its list of weight formats ``WEIGHT_FORMATS``.
+
+Bad input and NaN: every public function raises ``TypeError`` (wrong type) or ``ValueError``
+(wrong value: empty, out of range) naming the argument. The float formats can hold NaN, so
+NaN goes *through* :func:`encode`, :func:`round_to`, :func:`float_bits` and :func:`decode` as
+NaN (the canonical NaN pattern), and :func:`spacing` of NaN or infinity is NaN. Integers cannot
+hold NaN: :func:`int_bits` raises on NaN and infinity.
 """
 
 from __future__ import annotations
@@ -52,6 +63,18 @@ class FloatFormat:
     exp_bits: int
     man_bits: int
     ieee_specials: bool = True  # False: E4M3 style, no inf, NaN only at all-ones
+
+    def __post_init__(self):
+        for arg in ("exp_bits", "man_bits"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{arg} must be an int, got {type(v).__name__}")
+        if not 2 <= self.exp_bits <= 8:
+            raise ValueError(f"exp_bits must lie in 2..8 (fp32's 8 at most), got {self.exp_bits}")
+        if not 1 <= self.man_bits <= 23:
+            raise ValueError(f"man_bits must lie in 1..23 (fp32's 23 at most), got {self.man_bits}")
+        if not isinstance(self.ieee_specials, bool):
+            raise TypeError(f"ieee_specials must be a bool, got {self.ieee_specials!r}")
 
     @property
     def total_bits(self) -> int:
@@ -137,23 +160,36 @@ _TORCH_DTYPES = {
 
 
 def get_format(fmt: str | FloatFormat) -> FloatFormat:
-    """Look a format up by name; ``ValueError`` for an unknown one."""
+    """Look a format up by name; ``ValueError`` for an unknown one, ``TypeError`` for a non-str."""
     if isinstance(fmt, FloatFormat):
         return fmt
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt must be a format name (str), got {type(fmt).__name__}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown float format {fmt!r}; expected one of {sorted(FORMATS)}")
     return FORMATS[fmt]
 
 
-def _as_float64(x) -> tuple[torch.Tensor, bool]:
+def _as_float64(x, name: str = "x") -> tuple[torch.Tensor, bool]:
     """Return ``x`` as a float64 tensor and whether it came in as a Python scalar."""
     if isinstance(x, torch.Tensor):
         if not (x.is_floating_point() or x.dtype in (torch.int64, torch.int32)):
-            raise ValueError(f"expected a floating-point tensor, got dtype {x.dtype}")
+            raise TypeError(f"{name} must be a real (floating-point or int) tensor, "
+                            f"got dtype {x.dtype}")
+        if x.numel() == 0:
+            raise ValueError(f"{name} is empty")
         return x.detach().to(torch.float64), False
     if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ValueError(f"expected a real number or tensor, got {type(x).__name__}")
-    return torch.tensor(float(x), dtype=torch.float64), True
+        raise TypeError(f"{name} must be a real number or tensor, got {type(x).__name__}")
+    try:
+        return torch.tensor(float(x), dtype=torch.float64), True
+    except OverflowError:  # an int beyond float64, e.g. 10**400
+        raise ValueError(f"{name} = {x} is too large for float64") from None
+
+
+def _check_saturate(saturate) -> None:
+    if saturate is not None and not isinstance(saturate, bool):
+        raise TypeError(f"saturate must be True, False or None, got {saturate!r}")
 
 
 def encode(x, fmt: str | FloatFormat, saturate: bool | None = None) -> torch.Tensor:
@@ -163,6 +199,7 @@ def encode(x, fmt: str | FloatFormat, saturate: bool | None = None) -> torch.Ten
     exceeds the largest finite number to +-max instead of inf (or NaN for E4M3).
     """
     f = get_format(fmt)
+    _check_saturate(saturate)
     xt, _ = _as_float64(x)
     if xt.numel() > _CHUNK:  # bound the float64 temporaries: work through big inputs in pieces
         parts = [encode(c, f, saturate) for c in xt.reshape(-1).split(_CHUNK)]
@@ -224,15 +261,31 @@ def _ieee_nan_bits(f: FloatFormat) -> int:
 
 
 def decode(bits, fmt: str | FloatFormat) -> torch.Tensor:
-    """The value (float64 tensor) of each bit pattern (an int or integer tensor)."""
+    """The value (float64 tensor) of each bit pattern (an int or integer tensor).
+
+    ``bits`` holds unsigned patterns in ``0 .. 2**total_bits - 1``; a signed integer tensor of
+    exactly the format's width (``x.view(torch.int16)`` of an fp16 tensor) is read as the
+    same patterns. Anything else out of range raises ``ValueError``.
+    """
     f = get_format(fmt)
+    n = f.total_bits
     if isinstance(bits, torch.Tensor):
-        if bits.is_floating_point():
-            raise ValueError("decode expects integer bit patterns, got a floating-point tensor")
+        if bits.is_floating_point() or bits.is_complex() or bits.dtype == torch.bool:
+            raise TypeError(f"bits must hold integer bit patterns, got dtype {bits.dtype}")
+        if bits.numel() == 0:
+            raise ValueError("bits is empty")
         b = bits.to(torch.int64)
+        signed_view = {8: torch.int8, 16: torch.int16, 32: torch.int32}.get(n) == bits.dtype
+        if signed_view:
+            b = b & ((1 << n) - 1)
+    elif isinstance(bits, int) and not isinstance(bits, bool):
+        b = torch.tensor(bits, dtype=torch.int64) if -(2**63) <= bits < 2**63 else None
+        if b is None:
+            raise ValueError(f"bits = {bits} is not a {n}-bit pattern")
     else:
-        b = torch.tensor(int(bits), dtype=torch.int64)
-    b = b & ((1 << f.total_bits) - 1)  # accept signed views such as int16 for fp16
+        raise TypeError(f"bits must be an int or an integer tensor, got {type(bits).__name__}")
+    if bool((b < 0).any()) or bool((b >= 1 << n).any()):
+        raise ValueError(f"bits must lie in 0..{2**n - 1} for {f.name} ({n}-bit patterns)")
     m, k = f.man_bits, f.exp_bits
     s = (b >> (k + m)) & 1
     ef = (b >> m) & (2**k - 1)
@@ -269,8 +322,13 @@ class FloatBits:
     sign: int
     exponent: int  # the stored (biased) exponent field
     mantissa: int  # the stored fraction field, without the implicit leading 1
-    bits: int  # the whole pattern as an unsigned integer
+    pattern: int  # the whole pattern as an unsigned integer
     value: float
+
+    @property
+    def bits(self) -> int:
+        """The bit pattern (alias of ``pattern``; the name DESIGN.md lists)."""
+        return self.pattern
 
     @property
     def format(self) -> FloatFormat:
@@ -303,35 +361,43 @@ def float_bits(x: float, fmt: str | FloatFormat, saturate: bool | None = None) -
     3.140625
     """
     f = get_format(fmt)
+    _check_saturate(saturate)
     xt, _ = _as_float64(x)
     if xt.numel() != 1:
-        raise ValueError("float_bits takes one number; use encode/decode for tensors")
+        raise ValueError(f"x must be one number, got {xt.numel()} values; use encode/decode "
+                         "for tensors")
     b = int(encode(xt.reshape(()), f, saturate=saturate))
     return FloatBits(
         fmt=f.name,
         sign=b >> (f.exp_bits + f.man_bits),
         exponent=(b >> f.man_bits) & (2**f.exp_bits - 1),
         mantissa=b & (2**f.man_bits - 1),
-        bits=b,
+        pattern=b,
         value=float(decode(b, f)),
     )
 
 
 def spacing(x, fmt: str | FloatFormat) -> torch.Tensor:
-    """Gap between ``|x|`` (rounded to ``fmt``) and the next larger representable magnitude."""
+    """Gap between ``|x|`` (rounded to ``fmt``) and the next larger representable magnitude.
+
+    NaN where ``x`` (rounded) is NaN or infinite: there is no next number to measure to.
+    """
     f = get_format(fmt)
     xt, _ = _as_float64(x)
-    a = round_to(xt.abs(), f)
-    _, e = torch.frexp(torch.where(torch.isfinite(a), a, torch.zeros_like(a)))
+    a = round_to(xt.abs(), f, saturate=False)
+    finite = torch.isfinite(a)
+    _, e = torch.frexp(torch.where(finite, a, torch.zeros_like(a)))
     e = (e - 1).clamp(min=f.emin)
-    return torch.ldexp(torch.ones_like(a), (e - f.man_bits).to(torch.float64))
+    gap = torch.ldexp(torch.ones_like(a), (e - f.man_bits).to(torch.float64))
+    return torch.where(finite, gap, torch.full_like(gap, math.nan))
 
 
 def representable_values(fmt: str | FloatFormat) -> torch.Tensor:
     """All non-negative finite values of a format with at most 16 bits, ascending (float64)."""
     f = get_format(fmt)
     if f.total_bits > 16:
-        raise ValueError(f"{f.name} has 2**{f.total_bits} patterns; enumerate 16-bit formats only")
+        raise ValueError(f"fmt {f.name} has 2**{f.total_bits} patterns; enumerate formats of at "
+                         "most 16 bits")
     vals = decode(torch.arange(2 ** (f.total_bits - 1)), f)  # sign bit 0
     return vals[torch.isfinite(vals)]
 
@@ -358,26 +424,36 @@ def format_table() -> list[dict]:
 
 @dataclass(frozen=True)
 class IntBits:
-    """A value rounded to a signed ``n``-bit integer and its two's-complement pattern."""
+    """A value rounded to a signed integer of ``total_bits`` bits and its two's-complement
+    pattern (``bits`` is an alias of ``pattern``, as on :class:`FloatBits`)."""
 
-    bits_width: int
+    total_bits: int
     value: int
-    bits: int  # unsigned pattern
+    pattern: int  # unsigned
+
+    @property
+    def bits(self) -> int:
+        return self.pattern
 
     def __str__(self) -> str:
-        return format(self.bits, f"0{self.bits_width}b")
+        return format(self.pattern, f"0{self.total_bits}b")
 
 
-def int_bits(x: float, n_bits: int = 8) -> IntBits:
-    """Round ``x`` to the nearest signed ``n_bits`` integer (ties to even, clamped).
+def int_bits(x: float, bits: int = 8) -> IntBits:
+    """Round ``x`` to the nearest signed ``bits``-bit integer (ties to even, clamped).
 
-    Two's complement: range ``-2**(n-1) .. 2**(n-1) - 1`` (-128..127 for int8). The top bit is
-    not a sign-and-magnitude sign bit: it carries weight ``-2**(n-1)``.
+    Two's complement: range ``-2**(bits-1) .. 2**(bits-1) - 1`` (-128..127 for int8). The top
+    bit is not a sign-and-magnitude sign bit: it carries weight ``-2**(bits-1)``. An integer
+    cannot hold NaN or infinity, so those raise ``ValueError``.
     """
-    if not isinstance(n_bits, int) or not 2 <= n_bits <= 8:
-        raise ValueError(f"n_bits must be an int in 2..8, got {n_bits!r}")
-    if not math.isfinite(x):
-        raise ValueError(f"cannot round non-finite {x} to an integer format")
-    lo, hi = -(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise TypeError(f"bits must be an int, got {bits!r}")
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must lie in 2..8, got {bits}")
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"x must be a real number, got {type(x).__name__}")
+    if isinstance(x, float) and not math.isfinite(x):
+        raise ValueError(f"x = {x} cannot be rounded to an integer format")
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     v = int(min(max(round(x), lo), hi))  # Python's round is ties-to-even
-    return IntBits(bits_width=n_bits, value=v, bits=v & (2**n_bits - 1))
+    return IntBits(total_bits=bits, value=v, pattern=v & (2**bits - 1))

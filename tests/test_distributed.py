@@ -39,20 +39,35 @@ def test_fsdp_ranks_hold_about_half(runs):
         assert 0.45 < r["param_bytes"] / full_p < 0.55
         assert 0.45 < r["optimizer_bytes"] / full_o < 0.55
     assert sum(r["param_bytes"] for r in fsdp.ranks) >= full_p  # shards cover every weight
-    assert fsdp.ranks[0]["weights_sha256"] == fsdp.ranks[1]["weights_sha256"]
+
+
+def test_fsdp_ranks_store_different_shards_that_make_up_the_weights(runs):
+    """What each rank itself stores (not what it can all-gather): halves that differ."""
+    _, ddp, fsdp = runs
+    assert fsdp.ranks[0]["local_sha256"] != fsdp.ranks[1]["local_sha256"]
+    assert ddp.ranks[0]["local_sha256"] == ddp.ranks[1]["local_sha256"]  # full replicas
+    local0, local1 = fsdp.local_states
+    for name, full in fsdp.final_state.items():
+        # FSDP2 splits every tensor along dim 0; rank 0 takes the first ceil(n/2) rows
+        assert local0[name].shape[0] == -(-full.shape[0] // 2)
+        assert torch.equal(torch.cat([local0[name], local1[name]]), full)
 
 
 def test_same_losses_and_weights_as_one_process(runs):
+    """Not bit-identical (sums in another order), but the losses agree to float32 rounding
+    and every weight to a small fraction of one Adam step (the chapter's claim)."""
     single, ddp, fsdp = runs
     ref = torch.tensor(single.ranks[0]["losses"])
+    lr = 1e-3
     for run in (ddp, fsdp):
         for r in run.ranks:
-            torch.testing.assert_close(torch.tensor(r["losses"]), ref, rtol=1e-5, atol=1e-6)
+            # a few float32 ulps of a loss near 4: 4 * 2**-21
+            torch.testing.assert_close(torch.tensor(r["losses"]), ref, rtol=0, atol=2e-6)
         assert run.final_state.keys() == single.final_state.keys()
         for name, w in single.final_state.items():
             # Adam divides by sqrt(v): a near-zero gradient summed in another order can move a
-            # weight by a visible fraction of one step (lr = 1e-3), so allow 1% of a step
-            torch.testing.assert_close(run.final_state[name], w, rtol=0, atol=2e-5)
+            # weight by a visible fraction of one step, so allow 2% of a step (lr = 1e-3)
+            torch.testing.assert_close(run.final_state[name], w, rtol=0, atol=0.02 * lr)
     assert not torch.equal(single.final_state["lm_head.weight"],
                            D.build_model(D.Job(model=JOB)).lm_head.weight)  # it did train
 
@@ -61,6 +76,23 @@ def test_fork_start_method_gives_the_same_run(runs):
     _, ddp, _ = runs
     forked = D.run_distributed(D.Job(strategy="ddp", model=JOB, steps=3), start_method="fork")
     assert [r["weights_sha256"] for r in forked.ranks] == [r["weights_sha256"] for r in ddp.ranks]
+
+
+def test_collectives_demo():
+    ranks = D.collectives_demo(world_size=2, n=4, start_method="fork")
+    before = torch.tensor([r["before"] for r in ranks])
+    total = before.sum(0)
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert not torch.equal(before[0], before[1])
+    for r in ranks:
+        assert torch.equal(torch.tensor(r["all_reduce"]), total)
+        assert torch.equal(torch.tensor(r["all_gather"]), total)
+    assert torch.equal(torch.tensor(ranks[0]["reduce_scatter"] + ranks[1]["reduce_scatter"]),
+                       total)
+    for bad in ({"world_size": 1}, {"n": 3}, {"n": 0}, {"start_method": "thread"},
+                {"world_size": 2.0}):
+        with pytest.raises(ValueError):
+            D.collectives_demo(**bad)
 
 
 def test_weights_digest_and_tensor_bytes():
@@ -119,3 +151,29 @@ def test_torchrun(tmp_path):
     assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
     assert reports[0]["param_bytes"] < reports[0]["full_param_bytes"]
     assert (tmp_path / "final.safetensors").exists()
+
+
+def test_holdings_match_zero_memory_and_the_diagram_draws_them():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib import memory as M
+    from course_lib.plots import data_parallel_diagram
+
+    width = {"weights": 2, "gradients": 2, "optimizer": 12}
+    for stage, strategy in enumerate(D.HOLDINGS):
+        for n in (1, 2, 4):
+            grid = D.holdings(strategy, n)
+            for dev in range(n):
+                per_param = sum(w * len(grid[k][dev]) / n for k, w in width.items())
+                assert per_param * 1e9 == M.zero_memory(1e9, n, stage)
+            # every slice of every part is stored somewhere
+            assert all({s for dev in grid[k] for s in dev} == set(range(n)) for k in width)
+    fig = data_parallel_diagram(2)
+    assert len(fig.axes) == 4 * 2
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert "ZeRO-2: device 1  (9 B/param)" in titles
+    with pytest.raises(ValueError):
+        D.holdings("ZeRO-4", 2)
+    with pytest.raises(ValueError):
+        data_parallel_diagram(0)

@@ -197,23 +197,88 @@ def test_int_bits_twos_complement():
     assert int_bits(-1.0).bits == 0xFF and int_bits(-128.0).bits == 0x80
     assert int_bits(1e9).value == 127 and int_bits(-1e9).value == -128
     assert int_bits(2.5).value == 2 and int_bits(3.5).value == 4  # ties to even
-    assert int_bits(7.7, n_bits=4).value == 7 and str(int_bits(-8, n_bits=4)) == "1000"
+    assert int_bits(7.7, bits=4).value == 7 and str(int_bits(-8, bits=4)) == "1000"
+    assert int_bits(-1.0).pattern == int_bits(-1.0).bits == 0xFF  # bits: alias of pattern
+    assert int_bits(3.0, bits=4).total_bits == 4
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: round_to(1.0, "fp64"),
-        lambda: float_bits(1.0, "int8"),
-        lambda: encode(1.0, "e4m3"),
-        lambda: float_bits("3.14", "fp16"),
-        lambda: float_bits(torch.ones(3), "fp16"),
-        lambda: int_bits(1.0, n_bits=9),
-        lambda: int_bits(math.nan),
-        lambda: numerics.representable_values("fp32"),
-        lambda: decode(torch.ones(2), "fp16"),
-    ],
-)
-def test_bad_input_raises_value_error(call):
-    with pytest.raises(ValueError):
+def test_nan_goes_through_float_formats_as_nan():
+    """Float formats can hold NaN: it comes out as NaN, never as a number."""
+    for fmt in FORMATS:
+        assert math.isnan(round_to(math.nan, fmt))
+        fb = float_bits(math.nan, fmt)
+        assert math.isnan(fb.value) and fb.bits == fb.pattern
+        out = round_to(torch.tensor([1.0, math.nan, 2.0]), fmt)
+        assert out.isnan().tolist() == [False, True, False]
+        assert decode(encode(torch.tensor([math.nan]), fmt), fmt).isnan().all()
+        # the gap to the next number is undefined at NaN and at infinity
+        gaps = numerics.spacing(torch.tensor([1.0, math.nan, math.inf]), fmt)
+        assert gaps[0] > 0 and gaps[1:].isnan().all()
+
+
+def test_decode_accepts_signed_views_of_the_same_width():
+    x = torch.tensor([-2.5, 1.0, -0.0], dtype=torch.float16)
+    assert torch.equal(decode(x.view(torch.int16), "fp16"), x.double())
+    y = torch.tensor([-3.0, 0.5]).to(torch.float8_e4m3fn)
+    assert torch.equal(decode(y.view(torch.int8), "fp8_e4m3"), y.double())
+
+
+BAD_CALLS = [  # (call, exception, the argument the message must name)
+    (lambda: round_to(1.0, "fp64"), ValueError, "fp64"),
+    (lambda: round_to(1.0, 16), TypeError, "fmt"),
+    (lambda: float_bits(1.0, "int8"), ValueError, "int8"),
+    (lambda: encode(1.0, "e4m3"), ValueError, "e4m3"),
+    (lambda: encode(1.0, "fp16", saturate="yes"), TypeError, "saturate"),
+    (lambda: encode(torch.tensor([]), "fp16"), ValueError, "x is empty"),
+    (lambda: encode(torch.tensor([True]), "fp16"), TypeError, "x"),
+    (lambda: round_to(10**400, "fp32"), ValueError, "x"),
+    (lambda: float_bits("3.14", "fp16"), TypeError, "x"),
+    (lambda: float_bits(torch.ones(3), "fp16"), ValueError, "x must be one number"),
+    (lambda: int_bits(1.0, bits=9), ValueError, "bits"),
+    (lambda: int_bits(1.0, bits=0), ValueError, "bits"),
+    (lambda: int_bits(1.0, bits=1.5), TypeError, "bits"),
+    (lambda: int_bits(1.0, bits=99), ValueError, "bits"),
+    (lambda: int_bits(math.nan), ValueError, "x"),
+    (lambda: int_bits(math.inf), ValueError, "x"),
+    (lambda: int_bits("1"), TypeError, "x"),
+    (lambda: numerics.representable_values("fp32"), ValueError, "fmt"),
+    (lambda: decode(torch.ones(2), "fp16"), TypeError, "bits"),
+    (lambda: decode(1.7, "fp16"), TypeError, "bits"),
+    (lambda: decode(-1, "fp16"), ValueError, "bits"),
+    (lambda: decode(2**16, "fp16"), ValueError, "bits"),
+    (lambda: decode(torch.tensor([300]), "fp8_e4m3"), ValueError, "bits"),
+    (lambda: decode(torch.tensor([], dtype=torch.int64), "fp16"), ValueError, "bits"),
+    (lambda: numerics.spacing(torch.tensor([]), "fp16"), ValueError, "x"),
+    (lambda: numerics.FloatFormat("fp0", 0, 3), ValueError, "exp_bits"),
+    (lambda: numerics.FloatFormat("fpx", 4, 2.5), TypeError, "man_bits"),
+]
+
+
+@pytest.mark.parametrize("call,exc,name", BAD_CALLS)
+def test_bad_input_raises_naming_the_argument(call, exc, name):
+    with pytest.raises(exc, match=name):
         call()
+
+
+def test_bit_layout_diagram_draws_every_bit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib import plots
+
+    rows = [(name, list(zip(("sign", "exponent", "mantissa"), float_bits(math.pi, name).fields,
+                            strict=True)), "pi") for name in FORMATS]
+    fig = plots.bit_layout(rows, title="pi")
+    n_bits = sum(FORMATS[name].total_bits for name in FORMATS)
+    boxes = [p for p in fig.axes[0].patches if p.get_width() == 1]
+    assert len(boxes) == n_bits  # one box per bit, nothing more
+    fig.canvas.draw()  # renders
+    plt.close(fig)
+    with pytest.raises(ValueError, match="rows"):
+        plots.bit_layout([])
+    with pytest.raises(ValueError, match="kind"):
+        plots.bit_layout([("x", [("fraction", "01")], "")])
+    with pytest.raises(ValueError, match="bit string"):
+        plots.bit_layout([("x", [("sign", "2")], "")])

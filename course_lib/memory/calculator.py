@@ -13,7 +13,11 @@ from .estimate import (
     _BYTES_PER_PARAM,
     _OPTIMIZER_STATES,
     GB,
+    MAX_SIZE,
     GiB,
+    _check_choice,
+    _check_positive_int,
+    _check_real,
     kv_cache_bytes,
     model_memory,
     training_memory,
@@ -22,6 +26,9 @@ from .estimate import (
 
 def lora_param_count(c: LlamaConfig, r: int = 16) -> int:
     """LoRA adapters of rank ``r`` on every linear layer of every block (A: r x in, B: out x r)."""
+    if not isinstance(c, LlamaConfig):
+        raise TypeError(f"c must be a LlamaConfig, got {type(c).__name__}")
+    _check_positive_int("r", r)
     d, kv = c.d_model, (c.n_kv_head or c.n_head) * c.head_dim
     shapes = [(d, d), (d, kv), (d, kv), (d, d), (d, c.d_ff), (d, c.d_ff), (c.d_ff, d)]
     return c.n_layer * sum(r * (i + o) for i, o in shapes)
@@ -41,6 +48,20 @@ def fits_table(configs=("llama-2-7b", "llama-2-13b", "llama-2-70b"), cards_gib=(
     QLoRA: NF4 double-quantized weights instead. ``overhead`` is added on top of everything
     (allocator fragmentation, CUDA context, workspaces).
     """
+    configs = [configs] if isinstance(configs, (str, LlamaConfig)) else list(configs)
+    if not configs:
+        raise ValueError("configs is empty")
+    cards_gib = list(cards_gib)
+    for name in configs:
+        if isinstance(name, str):
+            _check_choice("configs", name, LLAMA_CONFIGS)
+        elif not isinstance(name, LlamaConfig):
+            raise TypeError(f"configs: each must be a name or a LlamaConfig, got {name!r}")
+    for g in cards_gib:
+        _check_real("cards_gib", g, high=1e6, low_open=True)
+    _check_positive_int("seq", seq)
+    _check_positive_int("lora_rank", lora_rank)
+    _check_real("overhead", overhead, high=10)
     rows = []
     for name in configs:
         c = LLAMA_CONFIGS[name] if isinstance(name, str) else name
@@ -68,7 +89,13 @@ def fits_table(configs=("llama-2-7b", "llama-2-13b", "llama-2-70b"), cards_gib=(
 
 def breakdown_table(parts: dict[str, int], unit: str = "GB") -> str:
     """A plain-text table of a {part: bytes} dict, for terminals and notebooks."""
-    div = {"GB": GB, "GiB": GiB, "MB": 10**6}[unit]
+    divisors = {"GB": GB, "GiB": GiB, "MB": 10**6}
+    _check_choice("unit", unit, divisors)
+    if not isinstance(parts, dict) or not parts:
+        raise ValueError(f"parts must be a non-empty dict of bytes, got {parts!r}")
+    for key, value in parts.items():
+        _check_real(f"parts[{key!r}]", value, high=float(MAX_SIZE) ** 2)
+    div = divisors[unit]
     width = max(len(k) for k in parts)
     lines = [f"{'part':<{width}}  {unit:>10}", "-" * (width + 12)]
     for key, value in parts.items():
@@ -85,6 +112,8 @@ def _parse_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    if value > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SIZE:.0e}, got {text!r}")
     return value
 
 
@@ -93,6 +122,9 @@ def _parse_int(text: str) -> int:
     if value != int(value):
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}")
     return int(value)
+
+
+_MLP_NAMES = {"gelu": "GELU", "swiglu": "SwiGLU"}
 
 
 def main(argv=None) -> int:
@@ -109,10 +141,33 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=_parse_int, help="d_model (default: Llama-like guess)")
     parser.add_argument("--layers", type=_parse_int, help="number of layers")
     parser.add_argument("--heads", type=_parse_int, help="attention heads")
+    parser.add_argument("--mlp", choices=["gelu", "swiglu"], default="gelu",
+                        help="MLP kind: GPT's 4h GELU (default) or Llama's SwiGLU")
+    parser.add_argument("--d-ff", type=_parse_int, help="MLP width (default 4 x hidden)")
+    parser.add_argument("--no-dropout", action="store_true",
+                        help="no dropout (Llama): no dropout masks or outputs are kept")
     parser.add_argument("--checkpointing", action="store_true", help="full recomputation")
     parser.add_argument("--inference", action="store_true",
                         help="weights + KV cache (needs --seq) instead of training")
     args = parser.parse_args(argv)
+    shape_flags = {"--hidden": args.hidden, "--layers": args.layers, "--heads": args.heads,
+                   "--d-ff": args.d_ff}
+    arch_flags = {"--checkpointing": args.checkpointing, "--no-dropout": args.no_dropout,
+                  "--mlp swiglu": args.mlp != "gelu"}
+    if args.seq is None:
+        # without a sequence there are no activations and no cache: a shape would be ignored
+        ignored = [k for k, v in {**shape_flags, **arch_flags}.items() if v]
+        if ignored:
+            parser.error(f"{', '.join(ignored)}: only used with --seq (activations depend on "
+                         "it), and --seq is not given")
+        if args.inference:
+            parser.error("--inference needs --seq for the KV cache")
+    elif args.recipe == "seed" and not args.inference:
+        parser.error("--recipe seed has a fixed activation allowance (8 bytes/param at fp32): "
+                     "--seq and the shape need --recipe mixed")
+    elif args.inference and any(arch_flags.values()):
+        parser.error("--checkpointing, --no-dropout and --mlp are about training activations, "
+                     "not --inference")
     hidden, layers, heads = args.hidden, args.layers, args.heads
     if args.seq is not None and None in (hidden, layers, heads):
         # Llama-like shape for the size: 12*L*h^2 params with h = 128*L (7B: h=4096, L=32).
@@ -121,14 +176,19 @@ def main(argv=None) -> int:
         hidden = hidden or 128 * layers
         heads = heads or max(1, hidden // 128)
         print(f"(shape not given: assuming hidden={hidden}, layers={layers}, heads={heads})")
-    if args.inference and args.seq is None:
-        parser.error("--inference needs --seq for the KV cache")
     try:
         parts = _cli_parts(args, hidden, layers, heads)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         parser.error(str(err))
-    print(f"{args.params:.3g} params, {args.dtype}, "
-          f"{'inference' if args.inference else args.optimizer + ', recipe ' + args.recipe}")
+    if args.inference:
+        what = "inference: weights + fp16 KV cache"
+    else:
+        what = f"{args.optimizer}, recipe {args.recipe}"
+        if args.seq is not None:
+            what += (", activations: full recomputation (2*s*b*h*L bytes)" if args.checkpointing
+                     else f", activations: {_MLP_NAMES[args.mlp]} MLP, "
+                          f"{'no dropout' if args.no_dropout else 'dropout'}, 16-bit values")
+    print(f"{args.params:.3g} params, {args.dtype}, {what}")
     print(breakdown_table(parts))
     return 0
 
@@ -139,10 +199,15 @@ def _cli_parts(args, hidden, layers, heads) -> dict[str, int]:
                  "kv cache (fp16)": kv_cache_bytes(args.batch, args.seq, layers, heads,
                                                    hidden // heads)}
         parts["total"] = sum(parts.values())
-    else:
-        shape = {}
-        if args.seq is not None and args.recipe == "mixed":
-            shape = dict(batch=args.batch, seq=args.seq, hidden=hidden, n_layers=layers,
-                         n_heads=heads, checkpointing=args.checkpointing)
-        parts = training_memory(args.params, args.dtype, args.optimizer, args.recipe, **shape)
-    return parts
+        return parts
+    shape = {}
+    if args.seq is not None:
+        shape = dict(batch=args.batch, seq=args.seq, hidden=hidden, n_layers=layers,
+                     n_heads=heads, checkpointing=args.checkpointing)
+        if args.no_dropout:
+            shape["dropout"] = False
+        if args.mlp != "gelu":
+            shape["mlp"] = args.mlp
+        if args.d_ff is not None:
+            shape["d_ff"] = args.d_ff
+    return training_memory(args.params, args.dtype, args.optimizer, args.recipe, **shape)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .estimate import activation_memory
+from .estimate import _check_positive_int, activation_memory
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,17 @@ class LlamaConfig:
     n_kv_head: int | None = None
     d_ff: int = 11008
     tie_embeddings: bool = False
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "n_layer", "n_head", "d_ff"):
+            _check_positive_int(name, getattr(self, name))
+        if self.n_kv_head is not None:
+            _check_positive_int("n_kv_head", self.n_kv_head)
+            if self.n_head % self.n_kv_head:
+                raise ValueError(f"n_kv_head ({self.n_kv_head}) must divide n_head "
+                                 f"({self.n_head})")
+        if self.d_model % self.n_head:
+            raise ValueError(f"n_head ({self.n_head}) must divide d_model ({self.d_model})")
 
     @property
     def head_dim(self) -> int:
@@ -75,8 +86,17 @@ class LlamaSkeleton(nn.Module):
             self.lm_head.weight = self.embed.weight
 
 
+def _check_config(c, cls_name: str, needed: tuple[str, ...]) -> None:
+    missing = [n for n in needed if not hasattr(c, n)]
+    if missing:
+        raise TypeError(f"config must be a {cls_name} (missing {missing}), "
+                        f"got {type(c).__name__}")
+
+
 def llama_param_count(c: LlamaConfig) -> int:
     """Parameters of a Llama-style model, by formula."""
+    if not isinstance(c, LlamaConfig):
+        raise TypeError(f"c must be a LlamaConfig, got {type(c).__name__}")
     d, kv = c.d_model, (c.n_kv_head or c.n_head) * c.head_dim
     per_layer = 2 * d + 2 * d * d + 2 * d * kv + 3 * d * c.d_ff
     head = 0 if c.tie_embeddings else c.vocab_size * d
@@ -85,6 +105,8 @@ def llama_param_count(c: LlamaConfig) -> int:
 
 def gpt_param_count(config, tied: bool = False) -> int:
     """Parameters of ``course_lib.models.GPT(config)`` by formula (``tied``: lm_head = tok_emb)."""
+    _check_config(config, "GPTConfig", ("d_model", "vocab_size", "n_layer", "n_head", "bias",
+                                        "block_size", "pos_emb"))
     d, v, b = config.d_model, config.vocab_size, int(config.bias)
     d_ff = config.d_ff or 4 * d
     kv = (config.n_kv_head or config.n_head) * (d // config.n_head)
@@ -98,16 +120,20 @@ def gpt_param_count(config, tied: bool = False) -> int:
 
 
 def gpt_activation_memory(config, batch: int, seq: int, bytes_per_value: float = 4,
-                          softmax_copies: int = 3) -> int:
+                          softmax_copies: int = 2) -> int:
     """Activation bytes ``course_lib.models.GPT`` saves for backward in one training step.
 
-    The blocks by :func:`activation_memory`, with ``softmax_copies=3`` because the course's
-    readable softmax keeps the masked scores (for ``amax``), their ``exp`` and the normalised
-    weights; plus the head: the final LayerNorm's input and output (``2*s*b*h`` values) and the
-    log-softmax of the logits that cross-entropy keeps (``s*b*V`` values). Left out: LayerNorm
-    statistics, softmax row maxima and sums, masks and token ids (under 2% at the course's
-    shapes).
+    The blocks by :func:`activation_memory`, with ``softmax_copies=2`` because the course's
+    readable softmax keeps two ``a*s*s*b`` tensors: its ``exp`` (saved by ``exp`` and by the
+    division) and the normalised weights (saved by ``weights @ v``); its max is taken from a
+    detached tensor, so no node keeps the scores. Plus the head: the final LayerNorm's input
+    and output (``2*s*b*h`` values) and the log-softmax of the logits that cross-entropy keeps
+    (``s*b*V`` values). Left out: LayerNorm statistics, softmax row sums, masks and token ids
+    (under 1% at the course's shapes). Grouped-query configs count full-size K and V, since
+    ``repeat_kv`` materialises them before the matmuls that save them.
     """
+    _check_config(config, "GPTConfig", ("d_model", "vocab_size", "n_layer", "n_head",
+                                        "dropout", "d_ff"))
     blocks = activation_memory(batch, seq, config.d_model, config.n_layer, config.n_head,
                                bytes_per_value, dropout=config.dropout > 0,
                                d_ff=config.d_ff or 4 * config.d_model,
@@ -118,6 +144,8 @@ def gpt_activation_memory(config, batch: int, seq: int, bytes_per_value: float =
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     """Parameters of ``module`` by walking it; a shared (tied) tensor counts once."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
     seen, total = set(), 0
     for p in module.parameters():  # .parameters() already skips repeats of the same object
         if trainable_only and not p.requires_grad:

@@ -25,24 +25,40 @@ def _storage_key(t: torch.Tensor):
 
 def tensor_bytes(tensors) -> int:
     """Bytes of the distinct storages behind ``tensors`` (views and repeats count once)."""
+    if isinstance(tensors, torch.Tensor):
+        tensors = [tensors]
     sizes = {}
     for t in tensors:
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"tensors must hold tensors (or None), got {type(t).__name__}")
         if t is not None:
             key, nbytes = _storage_key(t)
             sizes[key] = nbytes
     return sum(sizes.values())
 
 
+def _check_module(name: str, module) -> None:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{name} must be an nn.Module, got {type(module).__name__}")
+
+
 def parameter_bytes(module: nn.Module) -> int:
+    """Bytes of the module's parameters (a tied tensor counts once)."""
+    _check_module("module", module)
     return tensor_bytes(module.parameters())
 
 
 def gradient_bytes(module: nn.Module) -> int:
+    """Bytes of the gradients ``backward`` left in the parameters' ``.grad``."""
+    _check_module("module", module)
     return tensor_bytes(p.grad for p in module.parameters())
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of every tensor in the optimizer's state (Adam: exp_avg, exp_avg_sq, step)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
     return tensor_bytes(
         v for state in optimizer.state.values() for v in state.values()
         if isinstance(v, torch.Tensor)
@@ -57,6 +73,10 @@ class SavedTensorMeter:
     """
 
     def __init__(self, exclude=()):
+        exclude = list(exclude)
+        for t in exclude:
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"exclude must hold tensors, got {type(t).__name__}")
         self._exclude = {_storage_key(t)[0] for t in exclude}
         self._sizes: dict = {}
         self.records: list[tuple[tuple, torch.dtype, int]] = []
@@ -69,7 +89,10 @@ class SavedTensorMeter:
             self._sizes[key] = nbytes
             self.records.append((tuple(t.shape), t.dtype, nbytes))
             self.by_dtype[t.dtype] = self.by_dtype.get(t.dtype, 0) + nbytes
-        return t
+        # A detached alias: same storage, no grad_fn. Returning t itself, when t is
+        # the node's own output, makes the node hold a tensor that points back at
+        # the node: a cycle that outlives the step (a leak).
+        return t.detach()
 
     @property
     def bytes(self) -> int:
@@ -88,8 +111,21 @@ def measure_training_step(model: nn.Module, idx: torch.Tensor, targets: torch.Te
     """One AdamW step of ``model(idx, targets) -> (logits, loss)``, measured from tensors.
 
     With the default ``lr=0`` the step allocates everything a real one does but leaves the
-    weights as they were.
+    weights as they were. ``activations`` are the bytes of the distinct storages autograd
+    saved for backward (parameters and buffers left out), counted by :class:`SavedTensorMeter`.
     """
+    _check_module("model", model)
+    for name, t in (("idx", idx), ("targets", targets)):
+        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"{name} must be an integer tensor of token ids, got "
+                            f"{getattr(t, 'dtype', type(t).__name__)}")
+        if t.dim() != 2 or t.numel() == 0:
+            raise ValueError(f"{name} must be a non-empty (batch, seq) tensor, got "
+                             f"{tuple(t.shape)}")
+    if idx.shape != targets.shape:
+        raise ValueError(f"idx {tuple(idx.shape)} and targets {tuple(targets.shape)} differ")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < float("inf"):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
     model.train()
     model.zero_grad(set_to_none=True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)

@@ -12,7 +12,7 @@ from .integer import (
     unpack_int4,
     zeropoint_quantize,
 )
-from .linear import QuantLinear, model_nbytes, quantize_model
+from .linear import WEIGHT_FORMATS, QuantLinear, model_nbytes, quantize_model
 from .nf4 import (
     NF4_LEVELS,
     NF4_OFFSET,
@@ -29,6 +29,7 @@ __all__ = [
     "NF4_LEVELS",
     "NF4_OFFSET",
     "QuantLinear",
+    "WEIGHT_FORMATS",
     "absmax_quantize",
     "dequantize",
     "double_dequantize",

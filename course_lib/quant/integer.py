@@ -16,6 +16,10 @@ Granularity: one scale for the whole tensor (``dim=None``), one per slice along 
 per output channel), or one per group of ``group_size`` consecutive elements along ``dim``.
 A scale tensor has the input's shape with ``dim`` shrunk to the number of groups (1 for
 per-channel), so :func:`dequantize` can tell the grouping from the shapes alone.
+
+Bad input: wrong types raise ``TypeError`` and bad values ``ValueError``, each naming the
+argument. NaN or infinity in ``x`` raises ``ValueError``: a NaN weight has no nearest code,
+and a single one would poison its group's scale, so it never becomes a finite code silently.
 """
 
 from __future__ import annotations
@@ -32,28 +36,53 @@ __all__ = [
 ]
 
 
-def check_bits(bits) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an integer in 2..8, got {bits!r}")
+def check_bits(bits, name: str = "bits") -> int:
+    """``bits`` must be an int in 2..8 (1 bit leaves no level but 0 in a symmetric grid)."""
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise TypeError(f"{name} must be an int, got {bits!r}")
+    if not 2 <= bits <= 8:
+        raise ValueError(f"{name} must lie in 2..8, got {bits}")
     return bits
 
 
-def check_finite(x: torch.Tensor, what: str = "input") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"{what} must be a floating-point tensor, got {type(x).__name__}")
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def check_tensor(x, name: str = "x", kind: str = "float") -> torch.Tensor:
+    """A non-empty tensor of floating-point (``kind="float"``) or integer dtype."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if kind == "float" and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if kind == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise TypeError(f"{name} must be an integer tensor, got dtype {x.dtype}")
     if x.numel() == 0:
-        raise ValueError(f"{what} is empty")
+        raise ValueError(f"{name} is empty")
+    return x
+
+
+def check_finite(x, name: str = "x") -> torch.Tensor:
+    check_tensor(x, name)
     if not torch.isfinite(x).all():
-        raise ValueError(f"{what} contains NaN or infinity; quantizers need finite values")
+        raise ValueError(f"{name} contains NaN or infinity; quantizers need finite values")
     return x
 
 
 def _grouped(x: torch.Tensor, dim: int | None, group_size: int | None) -> torch.Tensor:
     """View ``x`` as ``(..., n_groups, group_len)`` with the reduction axis last."""
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+        raise TypeError(f"dim must be an int or None, got {dim!r}")
+    if group_size is not None:
+        check_positive_int(group_size, "group_size")
     if dim is None and group_size is None:
         return x.reshape(1, -1)
     if x.ndim == 0:
-        raise ValueError("per-channel or group quantization needs a tensor with at least 1 dim")
+        raise ValueError("x must have at least 1 dim for per-channel or group quantization")
     if dim is None:
         dim = -1
     if not -x.ndim <= dim < x.ndim:
@@ -62,8 +91,6 @@ def _grouped(x: torch.Tensor, dim: int | None, group_size: int | None) -> torch.
     n = xt.shape[-1]
     if group_size is None:
         group_size = n
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
     if n % group_size:
         raise ValueError(f"group_size {group_size} does not divide the dimension of size {n}")
     return xt.reshape(*xt.shape[:-1], n // group_size, group_size)  # (..., n_groups, g)
@@ -116,6 +143,8 @@ def zeropoint_quantize(x: torch.Tensor, bits: int = 8, dim: int | None = None,
     lo = xg.amin(dim=-1, keepdim=True).clamp(max=0)
     hi = xg.amax(dim=-1, keepdim=True).clamp(min=0)
     scale = (hi - lo) / levels
+    if not torch.isfinite(scale).all():
+        raise ValueError("x spans a range (max - min) too wide for float32")
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.round(-lo / safe).clamp(0, levels)
     qg = (torch.round(xg / safe) + zero).clamp(0, levels).to(torch.uint8)
@@ -128,18 +157,26 @@ def _expand(s: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     if s.ndim == 0:
         return s
     if s.ndim != len(shape):
-        raise ValueError(f"scale has {s.ndim} dims but the codes have {len(shape)}")
+        raise ValueError(f"scale has {s.ndim} dims but the codes q have {len(shape)}")
     for d, (ns, nq) in enumerate(zip(s.shape, shape, strict=True)):
         if ns not in (1, nq):
-            if nq % ns:
-                raise ValueError(f"scale size {ns} does not divide codes size {nq} in dim {d}")
+            if ns == 0 or nq % ns:
+                raise ValueError(f"scale size {ns} does not divide the size {nq} of q in dim {d}")
             s = s.repeat_interleave(nq // ns, dim=d)
     return s
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor,
                zero: torch.Tensor | None = None) -> torch.Tensor:
-    """Map integer codes back to floats: ``q * scale`` or ``(q - zero) * scale`` (fp32)."""
+    """Map integer codes back to floats: ``q * scale`` or ``(q - zero) * scale`` (fp32).
+
+    ``scale`` (and ``zero``) must be finite: NaN scales raise ``ValueError`` rather than
+    turning a whole group into NaN.
+    """
+    check_tensor(q, "q", kind="int")
+    check_finite(scale, "scale")
+    if zero is not None:
+        check_tensor(zero, "zero", kind="int")
     qf = q.to(torch.float32)
     if zero is not None:
         qf = qf - _expand(zero.to(torch.float32), q.shape)
@@ -149,6 +186,8 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor,
 def quant_error(x: torch.Tensor, bits: int = 8, dim: int | None = None,
                 group_size: int | None = None, scheme: str = "absmax") -> float:
     """Relative error ``||x - x_hat|| / ||x||`` of a quantize/dequantize round trip."""
+    if not isinstance(scheme, str):
+        raise TypeError(f"scheme must be a str, got {type(scheme).__name__}")
     if scheme == "absmax":
         x_hat = dequantize(*absmax_quantize(x, bits, dim, group_size))
     elif scheme == "zeropoint":
@@ -158,19 +197,27 @@ def quant_error(x: torch.Tensor, bits: int = 8, dim: int | None = None,
     return float((x.float() - x_hat).norm() / x.float().norm().clamp(min=1e-30))
 
 
-def pack_int4(q: torch.Tensor) -> torch.Tensor:
+def pack_int4(q: torch.Tensor, signed: bool | None = None) -> torch.Tensor:
     """Pack 4-bit codes two per byte along the last dim: ``(..., n) -> (..., n // 2)`` uint8.
 
-    Accepts signed codes in ``[-8, 7]`` (stored as two's-complement nibbles) or unsigned
-    codes in ``[0, 15]``. Element ``2i`` goes to the low nibble, ``2i + 1`` to the high one.
+    Signed codes lie in ``[-8, 7]`` (stored as two's-complement nibbles), unsigned ones in
+    ``[0, 15]``; ``signed=None`` reads ``uint8`` codes as unsigned and every other integer
+    dtype as signed, so ``[-8, 15]``, which is neither, raises. Element ``2i`` goes to the low
+    nibble, ``2i + 1`` to the high one.
     """
-    if not isinstance(q, torch.Tensor) or q.is_floating_point() or q.dtype == torch.bool:
-        raise ValueError("pack_int4 expects an integer tensor of 4-bit codes")
+    check_tensor(q, "q", kind="int")
+    if signed is None:
+        signed = q.dtype != torch.uint8
+    elif not isinstance(signed, bool):
+        raise TypeError(f"signed must be True, False or None, got {signed!r}")
     if q.ndim == 0 or q.shape[-1] % 2:
-        raise ValueError(f"last dim must be even to pack pairs, got shape {tuple(q.shape)}")
+        raise ValueError(f"q's last dim must be even to pack pairs, got shape {tuple(q.shape)}")
     qi = q.to(torch.int16)
-    if qi.numel() and (qi.min() < -8 or qi.max() > 15):
-        raise ValueError("4-bit codes must lie in [-8, 7] (signed) or [0, 15] (unsigned)")
+    lo, hi = (-8, 7) if signed else (0, 15)
+    if qi.min() < lo or qi.max() > hi:
+        kind = "signed" if signed else "unsigned"
+        raise ValueError(f"q must hold {kind} 4-bit codes in [{lo}, {hi}], got values in "
+                         f"[{int(qi.min())}, {int(qi.max())}]")
     nib = qi & 0xF  # two's complement low nibble for negative codes
     return (nib[..., 0::2] | (nib[..., 1::2] << 4)).to(torch.uint8)
 
@@ -178,7 +225,12 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
 def unpack_int4(packed: torch.Tensor, signed: bool = True) -> torch.Tensor:
     """Inverse of :func:`pack_int4`: ``(..., n // 2)`` uint8 -> ``(..., n)`` int8."""
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise ValueError("unpack_int4 expects a uint8 tensor")
+        raise TypeError(f"packed must be a uint8 tensor, got {getattr(packed, 'dtype', packed)!r}")
+    if packed.numel() == 0 or packed.ndim == 0:
+        raise ValueError(f"packed must be a non-empty tensor with a last dim, got shape "
+                         f"{tuple(packed.shape)}")
+    if not isinstance(signed, bool):
+        raise TypeError(f"signed must be a bool, got {signed!r}")
     p = packed.to(torch.int16)
     nib = torch.stack([p & 0xF, p >> 4], dim=-1)  # (..., n // 2, 2)
     if signed:

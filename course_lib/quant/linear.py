@@ -12,8 +12,11 @@ fp16/bf16  the weight cast to 16 bits                   none
 fp8_e4m3   one byte per weight, E4M3 bits               fp32 per output channel (max -> 448)
 int8       int8 absmax                                  fp32 per output channel or group
 int4       int4 absmax, two codes per byte              fp32 per group (default 64)
-nf4        NF4 indices, two per byte                    fp32 per block of 64, or double-quantized
+nf4        NF4 indices, two per byte                    fp32 per group of 64, or double-quantized
 =========  ==========================================  ====================================
+
+NaN or infinity in a weight raises ``ValueError`` for every format (even fp16 could store a
+NaN, but a quantized model that silently carries one is worse than an error).
 """
 
 from __future__ import annotations
@@ -23,12 +26,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import numerics
-from .integer import absmax_quantize, dequantize, pack_int4, unpack_int4
+from .integer import (
+    absmax_quantize,
+    check_finite,
+    check_positive_int,
+    dequantize,
+    pack_int4,
+    unpack_int4,
+)
 from .nf4 import double_dequantize, double_quantize, nf4_dequantize, nf4_quantize
 
-__all__ = ["FORMATS", "QuantLinear", "model_nbytes", "quantize_model"]
+__all__ = ["WEIGHT_FORMATS", "QuantLinear", "model_nbytes", "quantize_model"]
 
-FORMATS = ("fp16", "bf16", "fp8_e4m3", "int8", "int4", "nf4")
+WEIGHT_FORMATS = ("fp16", "bf16", "fp8_e4m3", "int8", "int4", "nf4")  # numerics.FORMATS: floats
+
+
+def _check_options(fmt, group_size, double_quant) -> None:
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt must be a str, got {type(fmt).__name__}")
+    if fmt not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format fmt={fmt!r}; expected one of {WEIGHT_FORMATS}")
+    if group_size is not None:
+        check_positive_int(group_size, "group_size")
+        if fmt not in ("int8", "int4", "nf4"):
+            raise ValueError(f"group_size applies to int8, int4 and nf4, not fmt={fmt!r}")
+    if not isinstance(double_quant, bool):
+        raise TypeError(f"double_quant must be a bool, got {double_quant!r}")
+    if double_quant and fmt != "nf4":
+        raise ValueError(f"double_quant applies to nf4 only, not fmt={fmt!r}")
+
+
 _E4M3_TABLE = numerics.decode(torch.arange(256), "fp8_e4m3").float()  # bits -> value
 
 
@@ -41,8 +68,9 @@ class QuantLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, fmt: str,
                  group_size: int | None = None, double_quant: bool = False):
         super().__init__()
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown weight format {fmt!r}; expected one of {FORMATS}")
+        _check_options(fmt, group_size, double_quant)
+        check_positive_int(in_features, "in_features")
+        check_positive_int(out_features, "out_features")
         self.in_features, self.out_features = in_features, out_features
         self.fmt, self.group_size, self.double_quant = fmt, group_size, double_quant
         self.bias: nn.Parameter | None = None
@@ -52,11 +80,12 @@ class QuantLinear(nn.Module):
                     double_quant: bool = False) -> QuantLinear:
         """Quantize ``linear.weight`` (out, in). ``group_size`` defaults to 64 for int4/nf4."""
         if not isinstance(linear, nn.Linear):
-            raise ValueError(f"expected nn.Linear, got {type(linear).__name__}")
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        _check_options(fmt, group_size, double_quant)
         if fmt in ("int4", "nf4") and group_size is None:
             group_size = 64
         self = cls(linear.in_features, linear.out_features, fmt, group_size, double_quant)
-        w = linear.weight.detach().float()
+        w = check_finite(linear.weight.detach().float(), "linear.weight")
         if fmt in ("fp16", "bf16"):
             self.register_buffer("weight_codes", w.to(numerics.FORMATS[fmt].torch_dtype))
         elif fmt == "fp8_e4m3":
@@ -70,14 +99,14 @@ class QuantLinear(nn.Module):
             self.register_buffer("weight_codes", q if fmt == "int8" else pack_int4(q))
             self.register_buffer("scale", scale)
         else:  # nf4
-            codes, absmax = nf4_quantize(w, block_size=group_size)
+            codes, absmax = nf4_quantize(w, group_size)
             self.register_buffer("weight_codes", pack_int4(codes.reshape(-1)))
             if double_quant:
                 q2, scale2, mean = double_quantize(absmax)
                 self.register_buffer("scale_codes", q2)
                 self.register_buffer("scale2", scale2)
                 self.register_buffer("scale_mean", mean)
-                self.n_blocks = absmax.numel()
+                self.n_groups = absmax.numel()
             else:
                 self.register_buffer("scale", absmax)
         if linear.bias is not None:
@@ -98,7 +127,7 @@ class QuantLinear(nn.Module):
         codes = unpack_int4(self.weight_codes, signed=False)
         if self.double_quant:
             absmax = double_dequantize(self.scale_codes, self.scale2, self.scale_mean,
-                                       self.n_blocks)
+                                       self.n_groups)
         else:
             absmax = self.scale
         return nf4_dequantize(codes, absmax, self.group_size).reshape(shape)
@@ -120,12 +149,23 @@ def quantize_model(model: nn.Module, fmt: str = "int8", group_size: int | None =
                    double_quant: bool = False, skip: tuple[str, ...] = ()) -> nn.Module:
     """Replace every ``nn.Linear`` (except names containing a ``skip`` entry) in place.
 
-    Returns ``model``. Deep-copy first to keep the original.
+    Returns ``model``; deep-copy first to keep the original. A bare ``nn.Linear`` cannot
+    replace itself in place, so for one the *new* :class:`QuantLinear` is returned (use the
+    return value). A model with no ``nn.Linear`` left to quantize raises ``ValueError``
+    rather than coming back unchanged.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown weight format {fmt!r}; expected one of {FORMATS}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_options(fmt, group_size, double_quant)
+    if isinstance(skip, str) or not all(isinstance(s, str) for s in skip):
+        raise TypeError(f"skip must be a tuple of str, got {skip!r}")
+    if isinstance(model, nn.Linear):
+        return QuantLinear.from_linear(model, fmt, group_size, double_quant)
     targets = [(name, mod) for name, mod in model.named_modules()
                if isinstance(mod, nn.Linear) and not any(s in name for s in skip)]
+    if not targets:
+        raise ValueError(f"model ({type(model).__name__}) has no nn.Linear to quantize"
+                         + (f" outside skip={skip}" if skip else ""))
     for name, mod in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -135,6 +175,8 @@ def quantize_model(model: nn.Module, fmt: str = "int8", group_size: int | None =
 
 def model_nbytes(model: nn.Module) -> int:
     """Bytes of all parameters and buffers (each storage counted once)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     seen, total = set(), 0
     for t in list(model.parameters()) + list(model.buffers()):
         key = (t.untyped_storage().data_ptr(), t.dtype)

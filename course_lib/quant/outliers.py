@@ -6,7 +6,11 @@ Taught in book/03_quantization.md.
 per row of ``x`` (token) and per row of ``w`` (output channel), an exact integer
 accumulation, then an outer product of the scales. LLM.int8() first takes out the few input
 features (columns of ``x``) where any value reaches the threshold (6.0 in the paper) and
-multiplies those in high precision; everything else goes through int8.
+multiplies those in high precision; everything else goes through int8. The paper (and
+bitsandbytes) multiplies the outlier part in fp16 on a GPU; here it is fp32, because CPUs
+multiply fp32 natively and the point is the decomposition, not the 16-bit arithmetic.
+
+NaN or infinity in ``x`` or ``w`` raises ``ValueError`` (an int8 code cannot hold it).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ __all__ = ["int8_matmul", "llm_int8_matmul", "outlier_features"]
 def _as_2d(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     check_finite(x, "x")
     check_finite(w, "w")
-    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+    if w.ndim != 2:
+        raise ValueError(f"w must be a 2-D (out, in) weight, got shape {tuple(w.shape)}")
+    if x.ndim == 0 or x.shape[-1] != w.shape[1]:
         raise ValueError(f"shapes do not match for x @ w.T: x {tuple(x.shape)}, w {tuple(w.shape)}")
     return x.reshape(-1, x.shape[-1])
 
@@ -40,6 +46,10 @@ def int8_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def outlier_features(x: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
     """Indices of the input features (last dim) where any ``|x| >= threshold``."""
     check_finite(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have a last dim of features, got a 0-d tensor")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"threshold must be a number, got {threshold!r}")
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     hit = (x.abs() >= threshold).reshape(-1, x.shape[-1]).any(dim=0)
@@ -50,7 +60,8 @@ def llm_int8_matmul(x: torch.Tensor, w: torch.Tensor, threshold: float = 6.0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """LLM.int8(): outlier features in fp32, the rest in vector-wise int8.
 
-    Returns ``(out, outlier_idx)``. (The paper keeps the outlier part in fp16; fp32 here.)
+    Returns ``(out, outlier_idx)``. (The paper keeps the outlier part in fp16; fp32 here,
+    and the int8 part's result is fp32 too.)
     """
     x2 = _as_2d(x, w)
     idx = outlier_features(x2, threshold)

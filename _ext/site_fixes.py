@@ -1,0 +1,34 @@
+"""Two fixes for what a reader's browser console shows (tools/check_site.py fails on both).
+
+- sphinx-thebe registers its inline configuration script twice (once with filename None, once
+  with ""), so a page declares `const THEBE_JS_URL` twice: a JavaScript SyntaxError. Keep the
+  first copy of each script.
+- With no `default_mode`, the theme's first-visit script sets an empty colour mode and logs
+  "Got invalid theme mode". Default the page's `default_mode` to "auto" (follow the system).
+"""
+
+
+def _dedupe(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, kept = set(), []
+    for js in scripts:
+        attributes = getattr(js, "attributes", {}) or {}
+        key = (str(getattr(js, "filename", None) or ""),  # None and "" both mean inline
+               tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    scripts[:] = kept
+
+
+def _default_mode(app, pagename, templatename, context, doctree):
+    if not context.get("default_mode"):
+        context["default_mode"] = "auto"
+
+
+def setup(app):
+    app.connect("html-page-context", _default_mode, priority=900)
+    app.connect("html-page-context", _dedupe, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,47 @@
+"""Ask this book: ``python -m course_lib.rag ask "How does LoRA work?"``.
+
+Prints the best passages of the course's chapter sources, each with its chapter file and
+section title. Taught in book/07_rag_agents.md, "Ask this book".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from course_lib.rag.corpora import book_passages
+from course_lib.rag.pipeline import METHODS, Retriever
+
+
+def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None) -> list[dict]:
+    """The ``k`` best passages of the book for a question, as dicts (file, section, text)."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("ask: question must be a non-empty str")
+    passages = book_passages(book_dir)
+    retriever = Retriever([f"{p.title}\n{p.text}" for p in passages], dense=method != "bm25")
+    return [{"file": passages[i].source, "section": passages[i].title,
+             "text": passages[i].text} for i in retriever.rank(question, method, k)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.rag",
+                                     description="Retrieve passages from the course's chapters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_ask = sub.add_parser("ask", help="print the best passages for a question")
+    p_ask.add_argument("question")
+    p_ask.add_argument("-k", type=int, default=3, help="how many passages (default 3)")
+    p_ask.add_argument("--method", choices=METHODS, default="hybrid")
+    p_ask.add_argument("--book-dir", default=None, help="folder of chapter sources")
+    args = parser.parse_args(argv)
+    if args.k < 1:
+        parser.error("-k must be >= 1")
+    for rank, hit in enumerate(ask(args.question, args.k, args.method, args.book_dir), 1):
+        print(f"[{rank}] {hit['file']} - {hit['section']}")
+        print(textwrap.indent(textwrap.fill(hit["text"], 92), "    "))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The chapter's three corpora with their questions: the town (private facts), Python's own
+documentation (real text), and this book's chapter sources (for "ask this book").
+
+Taught in book/07_rag_agents.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_lib.rag.chunking import chunk_text
+
+__all__ = ["Passage", "pydoc_passages", "PYDOC_QUESTIONS", "book_passages", "BOOK_QUESTIONS",
+           "BOOK_DIR"]
+
+BOOK_DIR = Path(__file__).resolve().parents[2] / "book"
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrievable unit: its text, where it comes from (``source``) and its section title."""
+
+    text: str
+    source: str
+    title: str
+
+
+def pydoc_passages(max_chars: int = 400) -> list[Passage]:
+    """One passage per topic of the Python documentation that ships with CPython
+    (``pydoc_data.topics``, what ``help("try")`` prints): the topic's opening ``max_chars``
+    characters, cut at a sentence or line where possible."""
+    if not isinstance(max_chars, int) or max_chars < 50:
+        raise ValueError(f"pydoc_passages: max_chars must be an int >= 50, got {max_chars!r}")
+    from pydoc_data.topics import topics
+
+    out = []
+    for key in sorted(topics):
+        body = re.sub(r"\n\s*\n", "\n", topics[key]).strip()
+        head = chunk_text(body, max_chars, 0, by="recursive")[0].text
+        out.append(Passage(head, key, body.splitlines()[0].strip()))
+    return out
+
+
+# Written before any retriever was run on this corpus, in a user's words, not the docs'.
+# Each question names the pydoc topic that answers it. The last half is held out.
+PYDOC_QUESTIONS = [
+    ("How do I run cleanup code whether or not an exception happened?", "try"),
+    ("How do I leave a loop early?", "break"),
+    ("How do I skip to the next iteration of a loop?", "continue"),
+    ("What does a statement that does nothing look like?", "pass"),
+    ("How can a function hand back a value to its caller?", "return"),
+    ("How do I make a generator produce values one at a time?", "yield"),
+    ("How do I bring a module into my program?", "import"),
+    ("How do I define a small anonymous function inline?", "lambda"),
+    ("How do I change a variable of the module from inside a function?", "global"),
+    ("How can an inner function rebind a name of the enclosing function?", "nonlocal"),
+    ("How do I signal an error myself?", "raise"),
+    ("How do I check a condition while debugging and stop if it is false?", "assert"),
+    ("How do I remove a name or an item from a list?", "del"),
+    ("How do I repeat code as long as a condition is true?", "while"),
+    ("How are objects acquired and released automatically by a block?", "with"),
+    ("Which values count as false in a condition?", "truth"),
+    ("How do I write a number in hexadecimal or with underscores?", "integers"),
+    ("How is an object turned into a string inside braces of a format string?", "formatstrings"),
+    ("What are the methods for changing letters to upper case or splitting text?",
+     "string-methods"),
+    ("How do I take a part of a sequence with start and stop?", "slicings"),
+    ("What happens when a name is not found at run time?", "naming"),
+    ("How do I write a complex number literal?", "imaginary"),
+    ("What operations can change a list in place?", "typesseq-mutable"),
+    ("How do I define a class?", "class"),
+    ("What does the pdb module let me do?", "debugger"),
+    ("Which operators shift the bits of an integer?", "shifting"),
+    ("How do I wait for a coroutine result?", "await"),
+    ("How does a dictionary map keys to values?", "typesmapping"),
+    ("Which operator binds more tightly than another?", "operator-summary"),
+    ("What does the ellipsis object mean?", "bltin-ellipsis-object"),
+    ("How do I write a literal with a decimal point or an exponent?", "floating"),
+    ("How do I choose between branches on a condition?", "if"),
+]
+
+
+def _sections(text: str):
+    """(title, prose) for each heading of a MyST notebook, code cells and front matter removed."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
+    text = re.sub(r"```\{code-cell\}.*?\n```", "", text, flags=re.S)
+    # directive fences and options (```{glue:figure}, :::{admonition}, :name:) are markup
+    text = re.sub(r"^(```|:::).*$|^:\w+:.*$", "", text, flags=re.M)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    title, buf = "", []
+    for line in text.splitlines():
+        m = re.match(r"^(#{1,3})\s+(.*)", line)
+        if m:
+            if "".join(buf).strip():
+                yield title, "\n".join(buf).strip()
+            title, buf = m.group(2).strip(), []
+        else:
+            buf.append(line)
+    if "".join(buf).strip():
+        yield title, "\n".join(buf).strip()
+
+
+def book_passages(book_dir: str | Path | None = None, max_chars: int = 600) -> list[Passage]:
+    """The book's prose cut into passages no longer than ``max_chars`` characters, each with
+    its chapter file and section title (code cells are left out: they are code, not answers)."""
+    root = Path(book_dir) if book_dir is not None else BOOK_DIR
+    files = sorted(p for p in root.glob("*.md") if p.name[:2].isdigit() or p.stem == "intro")
+    if not files:
+        raise ValueError(f"book_passages: no chapter sources (*.md) in {root}")
+    out = []
+    for path in files:
+        for title, prose in _sections(path.read_text(encoding="utf-8")):
+            for c in chunk_text(prose, max_chars, 0, by="recursive"):
+                if len(c.text) >= 40:
+                    out.append(Passage(c.text, path.name, title))
+    return out
+
+
+# Questions about the book, written before its index was built, with the chapter that answers.
+BOOK_QUESTIONS = [
+    ("How much memory does the KV cache take?", "02_memory.md"),
+    ("What is ZeRO and how does it split optimizer states across devices?", "02_memory.md"),
+    ("How does absmax quantization choose its scale?", "03_quantization.md"),
+    ("What is the NF4 data type?", "03_quantization.md"),
+    ("How does FlashAttention avoid writing the attention matrix to memory?", "04_attention.md"),
+    ("What is grouped-query attention?", "04_attention.md"),
+    ("How does byte-pair encoding merge tokens?", "01_transformer.md"),
+    ("Why does attention divide by the square root of the head dimension?", "01_transformer.md"),
+    ("How does LoRA add a low-rank update to a frozen weight?", "05_finetuning.md"),
+    ("How do reciprocal rank fusion and BM25 combine in retrieval?", "07_rag_agents.md"),
+    ("How many bits do bf16 and fp16 spend on the exponent?", "03_quantization.md"),
+    ("What does online softmax keep as it reads tiles?", "04_attention.md"),
+]

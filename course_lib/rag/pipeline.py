@@ -1,0 +1,148 @@
+"""Retrieval pipeline: BM25 + dense + reciprocal rank fusion over passages, an extractive
+reader that cites the chunk it used, and a filter against injected instructions.
+
+Taught in book/07_rag_agents.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+from course_lib.rag.chunking import sentence_spans
+from course_lib.rag.dense import DenseIndex
+from course_lib.rag.metrics import reciprocal_rank_fusion
+from course_lib.rag.sparse import BM25, tokenize
+
+__all__ = ["Retriever", "read_answer", "word_overlap", "PairReader", "looks_injected",
+           "STOPWORDS"]
+
+METHODS = ("bm25", "dense", "hybrid")
+STOPWORDS = frozenset(
+    "a an the of in on at to for from by with and or is are was were be do does did what which "
+    "who whom whose when where why how i my me you your it its this that these those as into "
+    "can could should would will kind name called".split())
+
+
+class Retriever:
+    """BM25, dense and hybrid (RRF, k=60) ranking over the same list of texts."""
+
+    def __init__(self, texts: list[str], dense: bool = True, embeddings=None, rrf_k: int = 60):
+        if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
+            raise ValueError("Retriever: texts must be a non-empty list of str")
+        self.texts = list(texts)
+        self.bm25 = BM25([tokenize(t) for t in self.texts])
+        self.dense = None
+        if dense or embeddings is not None:
+            self.dense = (DenseIndex(embeddings=embeddings) if embeddings is not None
+                          else DenseIndex(self.texts))
+        self.rrf_k = rrf_k
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def rank(self, query: str, method: str = "hybrid", k: int | None = None) -> list[int]:
+        """Indices of the texts, best first; the first ``k`` (all, if ``k`` exceeds the corpus)."""
+        if method not in METHODS:
+            raise ValueError(f"Retriever.rank: method must be one of {METHODS}, got {method!r}")
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+            raise ValueError(f"Retriever.rank: k must be a positive int, got {k!r}")
+        if method != "bm25" and self.dense is None:
+            raise ValueError("Retriever.rank: built with dense=False, only 'bm25' is available")
+        if method == "bm25":
+            order = self.bm25.rank(tokenize(query))
+        elif method == "dense":
+            order = self.dense.rank(query)
+        else:
+            order = reciprocal_rank_fusion(
+                [self.bm25.rank(tokenize(query)), self.dense.rank(query)], k=self.rrf_k)
+        return order[:k] if k else order
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in tokenize(text) if w not in STOPWORDS}
+
+
+def word_overlap(question: str, sentence: str) -> float:
+    """How many content words (not stop words) a sentence shares with the question."""
+    return float(len(_content(question) & _content(sentence)))
+
+
+def read_answer(question: str, passages: list[str], score=word_overlap,
+                threshold: float | None = None) -> tuple[str, int]:
+    """An extractive reader: the sentence of the passages that scores highest with the
+    question (``score(question, sentence)``; shared content words by default; ties go to the
+    better-ranked passage), and the index of the passage it came from, so the answer can cite
+    its chunk. With ``threshold``, it reads the passages in rank order and stops at the first
+    sentence that scores at least that much (trusting the retriever's order). With no
+    passages, or nothing scoring above 0, it answers ("", -1)."""
+    if not isinstance(question, str):
+        raise TypeError("read_answer: question must be a str")
+    if not callable(score):
+        raise TypeError("read_answer: score must be callable")
+    best, best_score = ("", -1), 0.0
+    for i, passage in enumerate(passages):
+        for a, b in sentence_spans(passage):
+            sentence = passage[a:b].strip()
+            s = score(question, sentence)
+            if threshold is not None and s >= threshold:
+                return sentence, i
+            if s > best_score:
+                best, best_score = (sentence, i), s
+    return best
+
+
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget)\b[^.]{0,40}\b(instructions?|previous|above|documents?|context)"
+    r"|\b(assistant|system prompt|you must|new instructions?)\b|https?://|\bwww\.|\.example\b",
+    re.I)
+
+
+def looks_injected(text: str) -> bool:
+    """The chapter's defence: a passage that addresses the model (ignore the instructions, you
+    must, assistant) or carries a link is treated as data that tries to give orders, and is
+    dropped before the reader sees it. A pattern list: it stops the attacks it names, not all."""
+    if not isinstance(text, str):
+        raise TypeError("looks_injected: text must be a str")
+    return bool(_INJECTION.search(text))
+
+
+class PairReader:
+    """A reader trained here: logistic regression on (question word, sentence word) pairs.
+
+    It learns which question words go with which sentence words ("trade" with "works",
+    "music" with "plays") from questions with known gold sentences, so it reads paraphrases
+    that shared words and off-the-shelf embeddings miss. ``score(question, sentence)`` is the
+    probability that the sentence answers the question; pass it to ``read_answer``.
+    """
+
+    def __init__(self, n_features: int = 2**14, c: float = 1.0):
+        from sklearn.feature_extraction import FeatureHasher
+        from sklearn.linear_model import LogisticRegression
+
+        self.hasher = FeatureHasher(n_features=n_features, input_type="string",
+                                    alternate_sign=False)
+        self.model = LogisticRegression(C=c, max_iter=1000)
+        self.fitted = False
+
+    @staticmethod
+    def _pairs(question: str, sentence: str) -> list[str]:
+        q, s = _content(question), _content(sentence)
+        return [f"{a}|{b}" for a in q for b in s] + [f"s:{b}" for b in s]
+
+    def fit(self, examples: list[tuple[str, str, int]]) -> PairReader:
+        """Train on (question, sentence, 1 if it answers else 0) triples."""
+        if not examples:
+            raise ValueError("PairReader.fit: examples is empty")
+        labels = [int(y) for _, _, y in examples]
+        if set(labels) != {0, 1}:
+            raise ValueError("PairReader.fit: need both positive (1) and negative (0) examples")
+        x = self.hasher.transform(self._pairs(q, s) for q, s, _ in examples)
+        self.model.fit(x, labels)
+        self.fitted = True
+        return self
+
+    def score(self, question: str, sentence: str) -> float:
+        if not self.fitted:
+            raise ValueError("PairReader.score: call fit first")
+        x = self.hasher.transform([self._pairs(question, sentence)])
+        return float(self.model.predict_proba(x)[0, 1])
