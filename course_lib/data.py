@@ -303,3 +303,146 @@ def arithmetic_questions(n: int, digits: int = 3, seed: int = 0) -> list[dict]:
         out.append({"question": f"What is {a} {op} {b}?", "expression": f"{a} {op} {b}",
                     "answer": str(value)})
     return out
+
+
+# --- chapter 5: instruction tasks and preferences ---
+# Questions about a story's opening (four sentences), each with an answer the story states.
+# Two phrasings per kind are used in training; a third is held out, to test whether a model
+# learned the task or only the wording. Taught in book/05_finetuning.md.
+INSTRUCTION_KINDS = ("name", "animal", "object", "colour", "place", "mood")
+_PHRASINGS = {
+    "name": (["Who is this story about?", "What is the {animal} called?"],
+             "Name the main character."),
+    "animal": (["What kind of animal is {name}?", "Which animal is {name}?"],
+               "{name} is what sort of animal?"),
+    "object": (["What did {name} find?", "Which thing did {name} find?"],
+               "Name the thing that {name} found."),
+    "colour": (["What colour was the {obj}?", "Which colour did the {obj} have?"],
+               "The {obj} had what colour?"),
+    "place": (["Which place did {name} live near?", "What was near the home of {name}?"],
+               "Near what place was the home of {name}?"),
+    "mood": (["Was {name} happy or sad?", "Did {name} feel happy or sad?"],
+             "Tell me if {name} felt happy or sad."),
+}
+INSTRUCTION_SPLITS = ("train", "test", "test_phrasing")
+
+
+# Which of the four opening sentences state each kind's answer.
+_ANSWER_SENTENCE = {"name": 0, "animal": 0, "place": 1, "object": 2, "colour": 2, "mood": 3}
+
+
+def _story_opening(rng: random.Random) -> dict:
+    """The first four sentences of a story and the facts they state."""
+    f = {"name": rng.choice(NAMES), "animal": rng.choice(ANIMALS), "adj": rng.choice(ADJECTIVES),
+         "place": rng.choice(PLACES), "home": rng.choice(HOMES), "colour": rng.choice(COLOURS),
+         "obj": rng.choice(OBJECTS), "weather": rng.choice(WEATHER)}
+    f["mood"] = rng.choice(["happy", "sad"])
+    feeling = rng.choice(GOOD_FEELINGS if f["mood"] == "happy" else BAD_FEELINGS)
+    name, obj = f["name"], f["obj"]
+    f["sentences"] = [
+        f"Once upon a time, there was {_article(f['adj'])} {f['adj']} {f['animal']} "
+        f"named {name}.",
+        f"{name} lived in a {f['home']} near the {f['place']}.",
+        f"One {f['weather']} day, {name} found {_article(f['colour'])} {f['colour']} {obj}.",
+        f"{name} was {feeling} and showed the {obj} to {rng.choice(FRIENDS)}."
+        if f["mood"] == "happy" else f"But the {obj} fell into the {f['place']}, and {name} "
+        f"was {feeling}.",
+    ]
+    f["story"] = " ".join(f["sentences"])
+    return f
+
+
+def instruction_examples(n: int, split: str = "train", seed: int = 0,
+                         kinds: tuple[str, ...] = INSTRUCTION_KINDS) -> list[dict]:
+    """``n`` instruction examples ``{"kind", "instruction", "response"}``.
+
+    The instruction is two consecutive sentences of a story's opening, one of which states the
+    answer, followed by a question; the response is the one-word answer. ``split="train"``
+    and ``"test"`` use the training phrasings on different stories (a different random
+    stream); ``"test_phrasing"`` asks with the held-out phrasing of each kind. Kinds cycle.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"instruction_examples: n must be a positive int, got {n!r}")
+    if split not in INSTRUCTION_SPLITS:
+        raise ValueError(f"instruction_examples: split must be one of {INSTRUCTION_SPLITS}, "
+                         f"got {split!r}")
+    if not kinds or any(k not in INSTRUCTION_KINDS for k in kinds):
+        raise ValueError(f"instruction_examples: kinds must be a non-empty subset of "
+                         f"{INSTRUCTION_KINDS}, got {kinds!r}")
+    stream = 0 if split == "train" else 1  # train and held-out stories never share a stream
+    rng = random.Random(f"instructions-{seed}-{stream}-{split}")
+    out = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        f = _story_opening(rng)
+        where = _ANSWER_SENTENCE[kind]
+        first = rng.choice([i for i in (where - 1, where) if 0 <= i <= 2])
+        passage = " ".join(f["sentences"][first: first + 2])
+        train_phrasings, held_out = _PHRASINGS[kind]
+        template = held_out if split == "test_phrasing" else rng.choice(train_phrasings)
+        question = template.format(**f)
+        answer = {"name": f["name"], "animal": f["animal"], "object": f["obj"],
+                  "colour": f["colour"], "place": f["place"], "mood": f["mood"]}[kind]
+        out.append({"kind": kind, "instruction": f"{passage} {question}", "response": answer})
+    return out
+
+
+def preference_pairs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` preference pairs ``{"prompt", "chosen", "rejected", "mood"}`` for alignment.
+
+    The prompt asks for a story with a mood; both responses are story openings about the same
+    character, the chosen one in the requested mood and the rejected one in the other. The
+    rule that labels them (the generator knows each story's mood) stands in for a human.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"preference_pairs: n must be a positive int, got {n!r}")
+    rng = random.Random(f"preferences-{seed}")
+    out = []
+    while len(out) < n:
+        a, b = _story_opening(rng), _story_opening(rng)
+        if a["mood"] == b["mood"]:
+            continue
+        mood = rng.choice(["happy", "sad"])
+        good, bad = (a, b) if a["mood"] == mood else (b, a)
+        out.append({"prompt": f"Tell a story where the hero is {mood}.", "mood": mood,
+                    "chosen": good["story"], "rejected": bad["story"]})
+    return out
+
+
+def ending_pairs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` preference pairs ``{"prefix", "chosen", "rejected"}`` over story endings.
+
+    The prefix is a story's first three sentences; both responses are a fourth sentence the
+    grammar could write next, the chosen one happy and the rejected one sad. The labeller is
+    the rule ``is_happy_ending``, standing in for a human who prefers happy endings.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"ending_pairs: n must be a positive int, got {n!r}")
+    rng = random.Random(f"endings-{seed}")
+    out = []
+    for _ in range(n):
+        f = _story_opening(rng)
+        name, obj, place = f["name"], f["obj"], f["place"]
+        happy = (f" {name} was {rng.choice(GOOD_FEELINGS)} and showed the {obj} to "
+                 f"{rng.choice(FRIENDS)}.")
+        sad = f" But the {obj} fell into the {place}, and {name} was {rng.choice(BAD_FEELINGS)}."
+        out.append({"prefix": " ".join(f["sentences"][:3]), "chosen": happy, "rejected": sad})
+    return out
+
+
+
+def is_happy_ending(prefix: str, ending: str) -> bool:
+    """The gold rule: is ``ending`` exactly the grammar's happy fourth sentence for ``prefix``
+    (the right name and object, a good feeling, a friend from the grammar)?"""
+    import re
+
+    if not isinstance(prefix, str) or not isinstance(ending, str):
+        raise TypeError("is_happy_ending: prefix and ending must be strings")
+    m = re.search(r"named (\w+)\..* found an? \w+ (\w+)\.$", prefix)
+    if not m:
+        raise ValueError("is_happy_ending: prefix is not a story opening of the grammar")
+    name, obj = m.groups()
+    feelings = "|".join(GOOD_FEELINGS)
+    friends = "|".join(re.escape(f) for f in FRIENDS)
+    pattern = rf" {name} was ({feelings}) and showed the {obj} to ({friends})\."
+    return re.fullmatch(pattern, ending) is not None
