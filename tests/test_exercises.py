@@ -335,3 +335,29 @@ def test_chapter_7_solutions_match_course_lib_rag():
     for k in (1, 2, 3, 4, 10):
         assert solution("ch7.recall_at_k")(ranked, relevant, k) == pytest.approx(
             rag.recall_at_k(ranked, relevant, k))
+
+
+def test_chapter_5_and_6_solutions_match_course_lib():
+    from course_lib import align, peft, prune, speculative
+
+    base = torch.nn.Linear(8, 4)
+    layer = peft.LoRALinear(base, r=2, alpha=16.0)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(3, 8)
+    ours = solution("ch5.lora_forward")(x, base.weight, base.bias, layer.lora_A, layer.lora_B,
+                                        16.0)
+    assert torch.allclose(ours, layer(x), atol=1e-6)
+    assert solution("ch5.lora_params") == peft.lora_param_count(512, 64, 4)
+    logps = [torch.randn(5) * 5 for _ in range(4)]
+    assert torch.allclose(solution("ch5.dpo_loss")(*logps, beta=0.3),
+                          align.dpo_loss(*logps, beta=0.3))
+    w = torch.randn(6, 20)
+    for sparsity in (0.0, 0.3, 0.55, 0.9):
+        assert torch.equal(solution("ch6.magnitude_prune")(w, sparsity),
+                           prune.magnitude_prune(w, sparsity))
+    w = torch.randn(3, 12)
+    assert torch.equal(solution("ch6.mask_2_4")(w),
+                       prune.magnitude_prune(w, 0.5, n_m=(2, 4)) != 0)
+    assert solution("ch6.spec_tokens") == pytest.approx(
+        speculative.expected_tokens_per_step(0.8, 4))
