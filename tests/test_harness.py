@@ -102,7 +102,7 @@ def test_toc_lists_the_intro_seven_chapters_then_the_appendices():
     assert sorted({n.split("/")[1][:2] for n in chapters}) == [f"0{i}" for i in range(1, 8)]
     assert chapters == sorted(chapters)
     assert names[1:len(chapters) + 1] == chapters         # appendices come after the chapters
-    assert names[len(chapters) + 1:] == ["book/notes.md", "book/glossary.md",
+    assert names[len(chapters) + 1:] == ["book/notes.md", "book/glossary.md", "book/errata.md",
                                           "book/references.md"]
     for path in paths:
         assert path.exists(), f"_toc.yml lists {path} but it does not exist"
