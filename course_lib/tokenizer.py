@@ -11,6 +11,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from .checkpoint import atomic_write_text
+
 # Split text into word-like pieces before merging, so merges never cross a word boundary:
 # a run of letters with its leading space, a run of digits, other symbols, or whitespace.
 _PIECE = re.compile(r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+")
@@ -49,7 +51,7 @@ class CharTokenizer:
         return "".join(self.itos[int(i)] for i in ids)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"type": "char", "chars": self.itos}), encoding="utf-8")
+        atomic_write_text(path, json.dumps({"type": "char", "chars": self.itos}))
 
 
 def load_tokenizer(path: str | Path) -> CharTokenizer | BPETokenizer:
@@ -178,7 +180,7 @@ class BPETokenizer:
     def save(self, path: str | Path) -> None:
         data = {"type": "byte-bpe", "merges": [list(p) for p in self.merges],
                 "special_tokens": list(self.special_tokens)}
-        Path(path).write_text(json.dumps(data), encoding="utf-8")
+        atomic_write_text(path, json.dumps(data))
 
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:

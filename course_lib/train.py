@@ -45,7 +45,8 @@ import torch
 from tqdm import tqdm  # plain text bar: no ipywidgets needed in a notebook
 
 from . import data
-from .models import GPT, GPTConfig, config_dict, sha256_file
+from .checkpoint import atomic_write, atomic_write_text, record_checksum, sha256_file
+from .models import GPT, GPTConfig, config_dict
 from .tokenizer import BPETokenizer
 
 DEFAULT_OUT = Path("weights")  # relative to the current directory, never the package
@@ -308,11 +309,12 @@ def train(model: GPT, train_tokens: torch.Tensor, preset: Preset,
 
 # ---------------------------------------------------------------------------- checkpoints
 def save_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
-    """Write the state dict as safetensors; return its sha256."""
+    """Write the state dict as safetensors (atomically: a crash leaves the old file); return
+    its sha256."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
     return sha256_file(Path(path))
 
 
@@ -354,22 +356,25 @@ def run_with_threads(num_threads: int, fn: Callable):
 def save_run(out_dir: str | Path | None, name: str, model: torch.nn.Module, tok,
              record: dict, how_made: str, indent: int = 2) -> dict:
     """Write ``NAME.safetensors``, ``NAME.tokenizer.json`` and ``NAME.json`` (``record`` plus
-    sha256, parameter count, torch version, CPU capability, how it was made) into
-    ``out_dir`` (default ``./weights``); return the record."""
+    sha256 of weights and tokenizer, parameter count, torch version, CPU capability, how it
+    was made, and ``record_sha256`` over what ``load_pretrained`` builds from) into ``out_dir``
+    (default ``./weights``), each file atomically; return the record."""
     out_dir = DEFAULT_OUT if out_dir is None else Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(model, out_dir / f"{name}.safetensors")
     tok.save(out_dir / f"{name}.tokenizer.json")
+    tok_sha = sha256_file(out_dir / f"{name}.tokenizer.json")
     record = dict(record)
     history = record.pop("history", None)
     head = {k: record.pop(k) for k in ("name", "family", "config") if k in record}
-    meta = {**head, "sha256": sha, "n_params": sum(p.numel() for p in model.parameters()),
+    meta = {**head, "sha256": sha, "tokenizer_sha256": tok_sha,
+            "n_params": sum(p.numel() for p in model.parameters()),
             **record, "torch_version": torch.__version__, "cpu_capability": cpu_capability()}
     if history is not None:
         meta["history"] = history
     meta["how_made"] = how_made
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=indent) + "\n",
-                                          encoding="utf-8")
+    meta["record_sha256"] = record_checksum(meta)
+    atomic_write_text(out_dir / f"{name}.json", json.dumps(meta, indent=indent) + "\n")
     return meta
 
 
