@@ -341,6 +341,49 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def weight_distance(weights: str | Path, ref_weights: str | Path) -> float:
+    """Relative L2 distance ||w - w_ref|| / ||w_ref|| over every tensor of two safetensors
+    files with the same names and shapes (float64 sums)."""
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(weights)), load_file(str(ref_weights))
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        raise ValueError(f"weight_distance: {weights} and {ref_weights} hold different tensors")
+    diff = sum(float((a[k].double() - b[k].double()).pow(2).sum()) for k in a)
+    norm = sum(float(b[k].double().pow(2).sum()) for k in b)
+    return math.sqrt(diff / norm)
+
+
+# How far a regeneration on another CPU kernel set may land from the shipped record. Measured
+# (torch 2.13): tiny-gpt under AVX2 vs the AVX512 record, weights SEE_README apart; micro-gpt
+# under AVX2 / DEFAULT 1.1e-6 / 1.5e-6. One changed hyperparameter moves micro-gpt's weights
+# by 5e-4 (weight decay 0.1 -> 0.09) to 1.4e-2 (warm-up 5 -> 6 steps).
+WEIGHT_RTOL = 1e-4
+LOSS_RTOL = 1e-4
+
+
+def compare_to_record(meta: dict, weights: str | Path, ref_meta: dict,
+                      ref_weights: str | Path) -> dict:
+    """Does a fresh run (``meta`` + ``weights``) reproduce a record? Bit for bit when the
+    torch version and CPU capability match the record's (``exact_required``); otherwise the
+    weights must lie within ``WEIGHT_RTOL`` (relative L2) and the validation loss within
+    ``LOSS_RTOL`` (relative) of the record's. Returns the figures and ``ok``."""
+    same_kernels = (meta.get("cpu_capability") == ref_meta.get("cpu_capability")
+                    and meta.get("torch_version") == ref_meta.get("torch_version"))
+    exact = meta["sha256"] == ref_meta["sha256"]
+    loss_key = next((k for k in ("val_loss", "mlm_val_loss") if k in ref_meta), None)
+    loss_distance = 0.0 if loss_key is None else \
+        abs(meta[loss_key] - ref_meta[loss_key]) / abs(ref_meta[loss_key])
+    result = {"exact": exact, "exact_required": same_kernels, "loss_distance": loss_distance,
+              "weight_distance": 0.0 if exact else weight_distance(weights, ref_weights)}
+    if same_kernels:
+        result["ok"] = exact
+    else:
+        result["ok"] = (result["weight_distance"] <= WEIGHT_RTOL
+                        and result["loss_distance"] <= LOSS_RTOL)
+    return result
+
+
 def run_with_threads(num_threads: int, fn: Callable):
     """``fn()`` with torch limited to ``num_threads`` threads; returns (result, seconds)."""
     threads = torch.get_num_threads()
