@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoint
+from ._checks import check_float, check_int, check_tensor
 from .attention import KVCache, MultiHeadAttention, causal_mask
 from .checkpoint import sha256_file  # noqa: F401  (re-exported: older callers import it here)
 
@@ -111,6 +112,8 @@ class GPTConfig:
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
     """(n, d) table of Vaswani et al. (2017): sin on even dims, cos on odd, wavelengths up to
     10000 * 2 pi."""
+    n = check_int("sinusoidal_positions", "n", n, low=1)
+    d = check_int("sinusoidal_positions", "d", d, low=1)
     pos = torch.arange(n, dtype=torch.float32)[:, None]
     freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
     table = torch.zeros(n, d)
@@ -186,6 +189,10 @@ class Block(nn.Module):
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over positions; targets of -100 are not predicted (padding, or
     tokens an MLM leaves unmasked)."""
+    check_tensor("token_loss", "targets", targets, floating=False)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"token_loss: targets {tuple(targets.shape)} must have the shape of "
+                         f"logits without the vocab dim, {tuple(logits.shape[:-1])}")
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=-100)
 
@@ -241,6 +248,10 @@ class GPT(nn.Module):
         distribution before sampling. With ``use_cache`` each step feeds one token and reuses
         the keys and values of the previous ones; past block_size tokens the context slides
         (the cache is rebuilt from the last block_size tokens), as without a cache."""
+        check_tensor("generate", "idx", idx, floating=False, dims=(2,))
+        if idx.shape[1] == 0:
+            raise ValueError("generate: idx is empty; give at least one prompt token")
+        max_new_tokens = check_int("generate", "max_new_tokens", max_new_tokens, low=0)
         bs = self.config.block_size
         caches, logits = None, None
         for _ in range(max_new_tokens):
@@ -258,12 +269,22 @@ class GPT(nn.Module):
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """Pick the next token id (B, 1) from last-position logits (B, V)."""
+    check_tensor("sample_next", "logits", logits, floating=True, dims=(2,))
+    if logits.shape[-1] == 0:
+        raise ValueError("sample_next: logits has an empty vocab dim")
+    if torch.isnan(logits).any():
+        raise ValueError("sample_next: logits contain NaN")
+    temperature = check_float("sample_next", "temperature", temperature)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None:
+        top_k = check_int("sample_next", "top_k", top_k)
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None:
+        top_p = check_float("sample_next", "top_p", top_p)
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
@@ -297,6 +318,7 @@ class EncoderModel(nn.Module):
 
     def encode(self, idx, pad_mask=None):
         """idx (B, T), pad_mask bool (B, T) True = real token -> hidden states (B, T, C)."""
+        _check_pad_mask("EncoderModel", pad_mask, idx)
         mask = None if pad_mask is None else pad_mask[:, None, None, :]   # (B, 1, 1, T)
         x = self.emb(idx)
         for block in self.blocks:
@@ -318,14 +340,33 @@ class EncoderModel(nn.Module):
             w = pad_mask.to(h.dtype)[..., None]
             pooled = (h * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)     # (B, C)
         logits = self.classifier(pooled)
+        if labels is not None:
+            check_tensor("classify", "labels", labels, floating=False, dims=(1,))
+            if labels.shape[0] != idx.shape[0] or labels.numel() and (
+                    labels.min() < 0 or labels.max() >= logits.shape[-1]):
+                raise ValueError(f"classify: labels must be ({idx.shape[0]},) ints in "
+                                 f"[0, {logits.shape[-1]})")
         loss = None if labels is None else F.cross_entropy(logits, labels)
         return logits, loss
+
+
+def _check_pad_mask(where: str, pad_mask, idx) -> None:
+    if pad_mask is None:
+        return
+    check_tensor(where, "pad_mask", pad_mask)
+    if pad_mask.dtype != torch.bool or pad_mask.shape != idx.shape:
+        raise ValueError(f"{where}: pad_mask must be bool with the ids' shape "
+                         f"{tuple(idx.shape)}, got {pad_mask.dtype} {tuple(pad_mask.shape)}")
 
 
 def mlm_mask(idx, mask_id: int, vocab_size: int, prob: float = 0.15, generator=None,
              special_ids: tuple[int, ...] = ()):
     """BERT's masking: pick ``prob`` of the positions; of those 80% become [MASK], 10% a random
     token, 10% stay. Returns (inputs, targets) with targets = -100 where nothing is predicted."""
+    check_tensor("mlm_mask", "idx", idx, floating=False)
+    vocab_size = check_int("mlm_mask", "vocab_size", vocab_size, low=1)
+    mask_id = check_int("mlm_mask", "mask_id", mask_id, low=0, high=vocab_size - 1)
+    prob = check_float("mlm_mask", "prob", prob)
     if not 0.0 < prob < 1.0:
         raise ValueError(f"mlm_mask: prob must be in (0, 1), got {prob}")
     can = torch.ones_like(idx, dtype=torch.bool)
@@ -359,6 +400,7 @@ class EncoderDecoder(nn.Module):
         _init_weights(self)
 
     def encode(self, src, src_pad_mask=None):
+        _check_pad_mask("EncoderDecoder", src_pad_mask, src)
         mask = None if src_pad_mask is None else src_pad_mask[:, None, None, :]
         x = self.emb(src)
         for block in self.encoder:
@@ -382,6 +424,11 @@ class EncoderDecoder(nn.Module):
     def generate(self, src, bos_id: int, eos_id: int, max_new_tokens: int,
                  src_pad_mask=None):
         """Greedy decoding; stops when every sequence has produced eos."""
+        v = self.config.vocab_size
+        bos_id = check_int("EncoderDecoder.generate", "bos_id", bos_id, low=0, high=v - 1)
+        eos_id = check_int("EncoderDecoder.generate", "eos_id", eos_id, low=0, high=v - 1)
+        max_new_tokens = check_int("EncoderDecoder.generate", "max_new_tokens", max_new_tokens,
+                                   low=0, high=self.config.block_size - 1)
         memory = self.encode(src, src_pad_mask)
         out = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
         for _ in range(max_new_tokens):

@@ -45,6 +45,7 @@ import torch
 from tqdm import tqdm  # plain text bar: no ipywidgets needed in a notebook
 
 from . import data
+from ._checks import check_int, check_tensor
 from .checkpoint import atomic_write, atomic_write_text, record_checksum, sha256_file
 from .models import GPT, GPTConfig, config_dict
 from .tokenizer import BPETokenizer
@@ -242,6 +243,9 @@ def lr_at(step: int, preset) -> float:
 def get_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
               generator: torch.Generator | None = None):
     """Random windows of ``block_size + 1`` tokens: inputs x and next-token targets y."""
+    check_tensor("get_batch", "tokens", tokens, floating=False)
+    batch_size = check_int("get_batch", "batch_size", batch_size, low=1)
+    block_size = check_int("get_batch", "block_size", block_size, low=1)
     if tokens.dim() != 1:
         raise ValueError(f"get_batch: tokens must be 1-D, got shape {tuple(tokens.shape)}")
     if len(tokens) <= block_size:
@@ -263,7 +267,12 @@ def lm_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 def evaluate(model: GPT, tokens: torch.Tensor, block_size: int | None = None,
              batch_size: int = 32, max_batches: int | None = None) -> float:
     """Mean next-token cross-entropy (nats) over consecutive non-overlapping windows."""
-    block_size = model.config.block_size if block_size is None else block_size
+    check_tensor("evaluate", "tokens", tokens, floating=False, dims=(1,))
+    block_size = model.config.block_size if block_size is None else \
+        check_int("evaluate", "block_size", block_size, low=1, high=model.config.block_size)
+    batch_size = check_int("evaluate", "batch_size", batch_size, low=1)
+    if max_batches is not None:
+        max_batches = check_int("evaluate", "max_batches", max_batches, low=1)
     n_windows = (len(tokens) - 1) // block_size
     if n_windows < 1:
         raise ValueError(f"evaluate: need more than {block_size} tokens, got {len(tokens)}")
@@ -330,6 +339,13 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.Module
 
 def unigram_loss(train_tokens: torch.Tensor, val_tokens: torch.Tensor, vocab_size: int) -> float:
     """Cross-entropy of the best context-free model (token frequencies, add-one smoothed)."""
+    vocab_size = check_int("unigram_loss", "vocab_size", vocab_size, low=1)
+    for name, t in (("train_tokens", train_tokens), ("val_tokens", val_tokens)):
+        check_tensor("unigram_loss", name, t, floating=False, dims=(1,))
+        if t.numel() == 0:
+            raise ValueError(f"unigram_loss: {name} is empty")
+        if t.min() < 0 or t.max() >= vocab_size:
+            raise ValueError(f"unigram_loss: {name} must lie in [0, vocab_size={vocab_size})")
     counts = torch.bincount(train_tokens, minlength=vocab_size).double() + 1.0
     logp = torch.log(counts / counts.sum())
     return float(-logp[val_tokens].mean())

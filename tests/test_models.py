@@ -278,3 +278,68 @@ def test_config_head_counts_have_one_name_and_old_records_load():
     model = load_pretrained("tiny-gpt")                         # its record says "n_head"
     assert "n_head" in model.meta["config"] and model.config.n_heads == 4
     assert model.blocks[0].attn.n_heads == 4
+
+
+# -------------------------------------------------------------------------------- bad input
+def _small():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**SMALL)).eval()
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.generate(torch.zeros(1, 0, dtype=torch.long), 3), ValueError, "idx is empty"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), 2.5), TypeError,
+     "max_new_tokens must be an int"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), -1), ValueError,
+     "max_new_tokens must be >= 0"),
+    (lambda m: m.generate(torch.zeros(2), 3), TypeError, "idx must be an integer tensor"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), 3, temperature=float("nan")),
+     ValueError, "temperature must be finite"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), 3, top_k=2.5), TypeError,
+     "top_k must be an int"),
+    (lambda m: m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long)),
+     ValueError, "targets"),
+    (lambda m: m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4)), TypeError,
+     "targets must be an integer tensor"),
+])
+def test_gpt_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_small())
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: sample_next(torch.tensor([[float("nan"), 1.0]])), ValueError, "NaN"),
+    (lambda: sample_next(torch.zeros(1, 0)), ValueError, "empty vocab"),
+    (lambda: sample_next(torch.zeros(3)), ValueError, "logits must have 2 dims"),
+    (lambda: sample_next(torch.zeros(1, 3), top_p=float("nan")), ValueError, "top_p"),
+    (lambda: sinusoidal_positions(0, 8), ValueError, "n must be >= 1"),
+    (lambda: sinusoidal_positions(4, 2.5), TypeError, "d must be an int"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 1.5, 10), TypeError, "mask_id"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 12, 10), ValueError, "mask_id"),
+    (lambda: mlm_mask(torch.zeros(2, 3), 1, 10), TypeError, "idx must be an integer"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 1, 10, prob=float("nan")),
+     ValueError, "prob"),
+    (lambda: GPTConfig(**{**SMALL, "n_kv_head": 2.0}), ValueError, "n_kv_heads"),
+    (lambda: GPTConfig(**{**SMALL, "bias": "yes"}), TypeError, "bias"),
+    (lambda: GPTConfig(**{**SMALL, "vocab_size": True}), ValueError, "vocab_size"),
+])
+def test_model_functions_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_encoder_families_bad_input():
+    torch.manual_seed(0)
+    enc = EncoderModel(GPTConfig(**SMALL), n_classes=3)
+    ids = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="pad_mask must be bool"):
+        enc(ids, pad_mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="pad_mask must be bool"):
+        enc(ids, pad_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="labels must be"):
+        enc.classify(ids, labels=torch.tensor([0, 3]))
+    ed = EncoderDecoder(GPTConfig(**SMALL))
+    with pytest.raises(ValueError, match="bos_id"):
+        ed.generate(ids, bos_id=50, eos_id=2, max_new_tokens=3)
+    with pytest.raises(ValueError, match="max_new_tokens must be <= 15"):
+        ed.generate(ids, bos_id=1, eos_id=2, max_new_tokens=100)

@@ -312,3 +312,23 @@ def test_preset_runs_never_write_into_the_package(tmp_path, monkeypatch):
     r = subprocess.run([sys.executable, "-m", "course_lib.train", "--help"],
                        capture_output=True, text=True)
     assert "./weights in the current directory" in " ".join(r.stdout.split())
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: T.get_batch(torch.arange(100), 0, 10), ValueError, "batch_size must be >= 1"),
+    (lambda: T.get_batch(torch.arange(100), 2, 2.5), TypeError, "block_size must be an int"),
+    (lambda: T.get_batch(torch.rand(100), 2, 10), TypeError, "tokens must be an integer"),
+    (lambda: T.evaluate(_tiny_gpt(), torch.arange(40), batch_size=0), ValueError,
+     "batch_size must be >= 1"),
+    (lambda: T.evaluate(_tiny_gpt(), torch.arange(40), block_size=9), ValueError,
+     "block_size must be <= 8"),
+    (lambda: T.unigram_loss(torch.arange(5), torch.tensor([], dtype=torch.long), 5),
+     ValueError, "val_tokens is empty"),
+    (lambda: T.unigram_loss(torch.arange(5), torch.arange(3), 4), ValueError,
+     "train_tokens must lie in"),
+    (lambda: T.unigram_loss(torch.arange(5), torch.arange(3), 5.5), TypeError,
+     "vocab_size must be an int"),
+])
+def test_train_functions_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
