@@ -2,8 +2,9 @@
 masked-LM pretraining on the story corpus, then mood classification) and encoder-decoder
 ("tiny-t5", number words -> digits).
 
-``python -m course_lib.families --preset tiny-bert|tiny-t5`` regenerates the shipped
-checkpoints bit for bit on a CPU (one thread, fixed seeds). Taught in book/01_transformer.md.
+``python -m course_lib.families --preset tiny-bert|tiny-t5`` retrains the shipped
+checkpoints with ``train.fit`` (one thread, fixed seeds): bit for bit only on the machine type
+that made them, see ``checkpoint.compare_to_record``. Taught in book/01_transformer.md.
 """
 
 from __future__ import annotations

@@ -24,10 +24,11 @@ off) and steps. It returns a ``History`` (loss and learning rate per step, evalu
     )
     history.loss[-1], history.evals                         # per-step loss, evaluations
 
-Training is deterministic: the same preset, seed, torch version, thread count and CPU kernel
-set (``torch.backends.cpu.get_cpu_capability()``: AVX512, AVX2, DEFAULT, ...) give the same
-weights bit for bit. A different kernel set sums in a different order; the weights then agree
-only approximately (see ``compare_to_record``).
+Training is deterministic: the same preset, seed, torch build, thread count, CPU model and
+CPU kernel set (``torch.backends.cpu.get_cpu_capability()``: AVX512, AVX2, DEFAULT, ...) give
+the same weights bit for bit, and records name all of them. Elsewhere the sums round
+differently and training amplifies it: the first steps' losses agree to about 1e-7, the
+final weights do not (see ``checkpoint.compare_to_record``).
 """
 
 from __future__ import annotations
