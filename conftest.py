@@ -9,7 +9,8 @@
    MyST cell tags work as in nbval: `raises-exception`, `nbval-skip`, `nbval-ignore-output`.
 
 2. A network guard. `tests/netguard/course_netguard.py` blocks every non-loopback connection
-   in the pytest process, and `tests/netguard` is prepended to PYTHONPATH so that its
+   and every DNS lookup of a non-local name (its docstring lists what it patches) in the
+   pytest process, and `tests/netguard` is prepended to PYTHONPATH so that its
    `sitecustomize.py` does the same in notebook kernels and in subprocesses.
 
 Compare outputs with a reference run too (strict nbval; `--nbval-lax` must not be given,

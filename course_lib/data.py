@@ -60,10 +60,16 @@ def _story(rng: random.Random) -> str:
     return " ".join(lines)
 
 
+def _check_seed(where: str, seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{where}: seed must be an int, got {seed!r}")
+
+
 def story_corpus(n_stories: int = 2000, seed: int = 0) -> list[str]:
     """``n_stories`` short English-like stories from the course grammar, the same for a seed."""
-    if not isinstance(n_stories, int) or n_stories < 1:
+    if isinstance(n_stories, bool) or not isinstance(n_stories, int) or n_stories < 1:
         raise ValueError(f"story_corpus: n_stories must be a positive int, got {n_stories!r}")
+    _check_seed("story_corpus", seed)
     rng = random.Random(seed)
     return [_story(rng) for _ in range(n_stories)]
 
@@ -77,7 +83,8 @@ def corpus_text(split: str = "train", seed: int = 0, n_stories: int = 4000,
     """
     if split not in ("train", "val"):
         raise ValueError(f"corpus_text: split must be 'train' or 'val', got {split!r}")
-    if not 0.0 < val_fraction < 1.0:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float) \
+            or not 0.0 < val_fraction < 1.0:
         raise ValueError(f"corpus_text: val_fraction must be in (0, 1), got {val_fraction!r}")
     stories = story_corpus(n_stories, seed)
     n_val = max(1, int(round(n_stories * val_fraction)))
@@ -95,7 +102,7 @@ _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eigh
 
 def number_to_words(n: int) -> str:
     """English words for 0 <= n < 1,000,000, e.g. 342 -> 'three hundred forty two'."""
-    if not isinstance(n, int) or not 0 <= n < 1_000_000:
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 1_000_000:
         raise ValueError(f"number_to_words: n must be an int in [0, 1000000), got {n!r}")
     if n < 20:
         return _ONES[n]
@@ -113,6 +120,12 @@ def number_to_words(n: int) -> str:
 def number_pairs(n: int, seed: int = 0, low: int = 0, high: int = 1000,
                  exclude: set[int] | None = None) -> list[tuple[str, str]]:
     """``n`` distinct (words, digits) pairs with numbers drawn from [low, high)."""
+    for name, value in (("n", n), ("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"number_pairs: {name} must be an int, got {value!r}")
+    if n < 0:
+        raise ValueError(f"number_pairs: n must be >= 0, got {n}")
+    _check_seed("number_pairs", seed)
     if not 0 <= low < high <= 1_000_000:
         raise ValueError(f"number_pairs: need 0 <= low < high <= 1000000, got {low}, {high}")
     pool = [x for x in range(low, high) if not exclude or x not in exclude]
@@ -128,8 +141,9 @@ def mood_sentences(n: int, seed: int = 0) -> list[tuple[str, int]]:
     """``n`` (sentence, label) pairs; the label is the index in ``MOODS`` of what the sentence
     shows. The mood is carried by one verb phrase somewhere in the middle, so a classifier has
     to look at the right token rather than at the position."""
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"mood_sentences: n must be a positive int, got {n!r}")
+    _check_seed("mood_sentences", seed)
     rng = random.Random(seed)
     out = []
     for _ in range(n):

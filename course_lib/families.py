@@ -2,8 +2,9 @@
 masked-LM pretraining on the story corpus, then mood classification) and encoder-decoder
 ("tiny-t5", number words -> digits).
 
-``python -m course_lib.families --preset tiny-bert|tiny-t5`` regenerates the shipped
-checkpoints bit for bit on a CPU (one thread, fixed seeds). Taught in book/01_transformer.md.
+``python -m course_lib.families --preset tiny-bert|tiny-t5`` retrains the shipped
+checkpoints with ``train.fit`` (one thread, fixed seeds): bit for bit only on the machine type
+that made them, see ``checkpoint.compare_to_record``. Taught in book/01_transformer.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import data
+from ._checks import check_int
 from .models import EncoderDecoder, EncoderModel, GPTConfig, config_dict, mlm_mask
 from .tokenizer import BPETokenizer
 from .train import Schedule, cli, fit, get_batch, run_with_threads, save_run
@@ -115,10 +117,14 @@ def get_preset(name: str) -> BertPreset | T5Preset:
 # --------------------------------------------------------------------------------- helpers
 def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token lists to one length: ids (B, T) and pad_mask (B, T), True = real."""
+    pad_id = check_int("pad_batch", "pad_id", pad_id)
     if not seqs:
         raise ValueError("pad_batch: no sequences")
     if any(len(s) == 0 for s in seqs):
         raise ValueError("pad_batch: empty sequence in the batch")
+    for s in seqs:
+        for i in s:
+            check_int("pad_batch", "seqs", i)
     t = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), t), pad_id, dtype=torch.long)
     mask = torch.zeros(len(seqs), t, dtype=torch.bool)
@@ -198,6 +204,7 @@ def evaluate_mlm(model: EncoderModel, tokens: torch.Tensor, mask_id: int, n_wind
                  mask_prob: float = 0.15, seed: int = 0) -> dict:
     """Masked-token loss and accuracy on windows of held-out tokens, with a fixed masking."""
     bs = model.config.block_size
+    n_windows = check_int("evaluate_mlm", "n_windows", n_windows, low=1)
     if len(tokens) < bs * n_windows:
         raise ValueError(f"evaluate_mlm: need {bs * n_windows} tokens, got {len(tokens)}")
     x = tokens[: bs * n_windows].view(n_windows, bs)
@@ -237,6 +244,7 @@ def predict_classes(model: EncoderModel, texts: list[str], batch_size: int = 256
     """The classifier's label for each text (the model's ``.tokenizer`` encodes them)."""
     if isinstance(texts, str) or not texts:
         raise ValueError("predict_classes: texts must be a non-empty list of strings")
+    batch_size = check_int("predict_classes", "batch_size", batch_size, low=1)
     tok = model.tokenizer
     pad_id = tok.special_tokens["[PAD]"]
     out: list[int] = []
@@ -338,6 +346,7 @@ def translate(model: EncoderDecoder, sources: list[str], max_new_tokens: int = 8
     """Greedy translation of each source string; the text between <bos> and <eos>."""
     if isinstance(sources, str) or not sources:
         raise ValueError("translate: sources must be a non-empty list of strings")
+    max_new_tokens = check_int("translate", "max_new_tokens", max_new_tokens, low=1)
     tok = model.tokenizer
     sp = tok.special_tokens
     src, src_mask = pad_batch([tok.encode(s) for s in sources], sp["<pad>"])

@@ -6,52 +6,101 @@ Taught in book/01_transformer.md; the GPT is the model organism of every later c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._checks import check_float, check_int, check_tensor
 from .attention import KVCache, MultiHeadAttention, causal_mask
+from .checkpoint import sha256_file  # noqa: F401  (re-exported: older callers import it here)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-@dataclass
+@dataclass(init=False)
 class GPTConfig:
-    """Shape of a transformer; the same config serves all three families."""
+    """Shape of a transformer; the same config serves all three families.
+
+    Head counts are ``n_heads`` and ``n_kv_heads``, as in ``MultiHeadAttention``. The older
+    spellings ``n_head`` and ``n_kv_head`` (in the first checkpoint records) are accepted as
+    keywords and readable as attributes; given together with the new name, the old one wins,
+    so that ``dataclasses.replace(cfg, n_head=8)`` still works.
+    """
 
     vocab_size: int = 512
-    block_size: int = 128      # longest sequence (positions) the model knows
+    block_size: int = 128      # context length: the most positions the model attends over
     n_layer: int = 4
-    n_head: int = 4
+    n_heads: int = 4
     d_model: int = 128
-    n_kv_head: int | None = None   # None: = n_head (MHA); 1: MQA; else GQA
+    n_kv_heads: int | None = None  # None: = n_heads (MHA); 1: MQA; else GQA
     d_ff: int | None = None        # None: 4 * d_model
     dropout: float = 0.0
     bias: bool = True
     pos_emb: str = "learned"       # or "sinusoidal"
 
+    def __init__(self, vocab_size: int = 512, block_size: int = 128, n_layer: int = 4,
+                 n_heads: int = 4, d_model: int = 128, n_kv_heads: int | None = None,
+                 d_ff: int | None = None, dropout: float = 0.0, bias: bool = True,
+                 pos_emb: str = "learned", *, n_head: int | None = None,
+                 n_kv_head: int | None = None):
+        self.vocab_size, self.block_size, self.n_layer = vocab_size, block_size, n_layer
+        self.n_heads = n_heads if n_head is None else n_head
+        self.d_model = d_model
+        self.n_kv_heads = n_kv_heads if n_kv_head is None else n_kv_head
+        self.d_ff, self.dropout, self.bias, self.pos_emb = d_ff, dropout, bias, pos_emb
+        self.__post_init__()
+
+    @classmethod
+    def from_dict(cls, config: dict) -> GPTConfig:
+        """Build from a checkpoint record's ``config`` (old or new head-count names); unknown
+        keys are a ValueError naming them."""
+        if not isinstance(config, dict):
+            raise TypeError(f"GPTConfig.from_dict: config must be a dict, got "
+                            f"{type(config).__name__}")
+        known = {f.name for f in fields(cls)} | {"n_head", "n_kv_head"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"GPTConfig.from_dict: unknown keys {unknown}")
+        return cls(**config)
+
+    @property
+    def n_head(self) -> int:
+        return self.n_heads
+
+    @property
+    def n_kv_head(self) -> int | None:
+        return self.n_kv_heads
+
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_heads", "d_model"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"GPTConfig: {name} must be a positive int, got {value!r}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"GPTConfig: n_head={self.n_head} must divide d_model={self.d_model}")
-        kv = self.n_head if self.n_kv_head is None else self.n_kv_head
-        if kv < 1 or self.n_head % kv:
-            raise ValueError(f"GPTConfig: n_kv_head={self.n_kv_head} must divide "
-                             f"n_head={self.n_head}")
+        for name in ("n_kv_heads", "d_ff"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"GPTConfig: {name} must be None or a positive int, "
+                                 f"got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"GPTConfig: n_heads={self.n_heads} must divide "
+                             f"d_model={self.d_model}")
+        kv = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+        if self.n_heads % kv:
+            raise ValueError(f"GPTConfig: n_kv_heads={self.n_kv_heads} must divide "
+                             f"n_heads={self.n_heads}")
         if self.pos_emb not in ("learned", "sinusoidal"):
             raise ValueError(f"GPTConfig: pos_emb must be 'learned' or 'sinusoidal', "
                              f"got {self.pos_emb!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
+                or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"GPTConfig: bias must be a bool, got {self.bias!r}")
 
     @property
     def ff_dim(self) -> int:
@@ -61,6 +110,8 @@ class GPTConfig:
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
     """(n, d) table of Vaswani et al. (2017): sin on even dims, cos on odd, wavelengths up to
     10000 * 2 pi."""
+    n = check_int("sinusoidal_positions", "n", n, low=1)
+    d = check_int("sinusoidal_positions", "d", d, low=1)
     pos = torch.arange(n, dtype=torch.float32)[:, None]
     freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
     table = torch.zeros(n, d)
@@ -116,10 +167,10 @@ class Block(nn.Module):
     def __init__(self, cfg: GPTConfig, cross_attention: bool = False):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = MultiHeadAttention(cfg.d_model, cfg.n_head, cfg.n_kv_head, bias=cfg.bias)
+        self.attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, bias=cfg.bias)
         if cross_attention:
             self.ln_cross = nn.LayerNorm(cfg.d_model)
-            self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_head, cfg.n_kv_head,
+            self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads,
                                                  bias=cfg.bias)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
@@ -136,6 +187,10 @@ class Block(nn.Module):
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over positions; targets of -100 are not predicted (padding, or
     tokens an MLM leaves unmasked)."""
+    check_tensor("token_loss", "targets", targets, floating=False)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"token_loss: targets {tuple(targets.shape)} must have the shape of "
+                         f"logits without the vocab dim, {tuple(logits.shape[:-1])}")
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=-100)
 
@@ -191,6 +246,10 @@ class GPT(nn.Module):
         distribution before sampling. With ``use_cache`` each step feeds one token and reuses
         the keys and values of the previous ones; past block_size tokens the context slides
         (the cache is rebuilt from the last block_size tokens), as without a cache."""
+        check_tensor("generate", "idx", idx, floating=False, dims=(2,))
+        if idx.shape[1] == 0:
+            raise ValueError("generate: idx is empty; give at least one prompt token")
+        max_new_tokens = check_int("generate", "max_new_tokens", max_new_tokens, low=0)
         bs = self.config.block_size
         caches, logits = None, None
         for _ in range(max_new_tokens):
@@ -208,12 +267,22 @@ class GPT(nn.Module):
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """Pick the next token id (B, 1) from last-position logits (B, V)."""
+    check_tensor("sample_next", "logits", logits, floating=True, dims=(2,))
+    if logits.shape[-1] == 0:
+        raise ValueError("sample_next: logits has an empty vocab dim")
+    if torch.isnan(logits).any():
+        raise ValueError("sample_next: logits contain NaN")
+    temperature = check_float("sample_next", "temperature", temperature)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None:
+        top_k = check_int("sample_next", "top_k", top_k)
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None:
+        top_p = check_float("sample_next", "top_p", top_p)
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
@@ -247,6 +316,7 @@ class EncoderModel(nn.Module):
 
     def encode(self, idx, pad_mask=None):
         """idx (B, T), pad_mask bool (B, T) True = real token -> hidden states (B, T, C)."""
+        _check_pad_mask("EncoderModel", pad_mask, idx)
         mask = None if pad_mask is None else pad_mask[:, None, None, :]   # (B, 1, 1, T)
         x = self.emb(idx)
         for block in self.blocks:
@@ -268,14 +338,33 @@ class EncoderModel(nn.Module):
             w = pad_mask.to(h.dtype)[..., None]
             pooled = (h * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)     # (B, C)
         logits = self.classifier(pooled)
+        if labels is not None:
+            check_tensor("classify", "labels", labels, floating=False, dims=(1,))
+            if labels.shape[0] != idx.shape[0] or labels.numel() and (
+                    labels.min() < 0 or labels.max() >= logits.shape[-1]):
+                raise ValueError(f"classify: labels must be ({idx.shape[0]},) ints in "
+                                 f"[0, {logits.shape[-1]})")
         loss = None if labels is None else F.cross_entropy(logits, labels)
         return logits, loss
+
+
+def _check_pad_mask(where: str, pad_mask, idx) -> None:
+    if pad_mask is None:
+        return
+    check_tensor(where, "pad_mask", pad_mask)
+    if pad_mask.dtype != torch.bool or pad_mask.shape != idx.shape:
+        raise ValueError(f"{where}: pad_mask must be bool with the ids' shape "
+                         f"{tuple(idx.shape)}, got {pad_mask.dtype} {tuple(pad_mask.shape)}")
 
 
 def mlm_mask(idx, mask_id: int, vocab_size: int, prob: float = 0.15, generator=None,
              special_ids: tuple[int, ...] = ()):
     """BERT's masking: pick ``prob`` of the positions; of those 80% become [MASK], 10% a random
     token, 10% stay. Returns (inputs, targets) with targets = -100 where nothing is predicted."""
+    check_tensor("mlm_mask", "idx", idx, floating=False)
+    vocab_size = check_int("mlm_mask", "vocab_size", vocab_size, low=1)
+    mask_id = check_int("mlm_mask", "mask_id", mask_id, low=0, high=vocab_size - 1)
+    prob = check_float("mlm_mask", "prob", prob)
     if not 0.0 < prob < 1.0:
         raise ValueError(f"mlm_mask: prob must be in (0, 1), got {prob}")
     can = torch.ones_like(idx, dtype=torch.bool)
@@ -309,6 +398,7 @@ class EncoderDecoder(nn.Module):
         _init_weights(self)
 
     def encode(self, src, src_pad_mask=None):
+        _check_pad_mask("EncoderDecoder", src_pad_mask, src)
         mask = None if src_pad_mask is None else src_pad_mask[:, None, None, :]
         x = self.emb(src)
         for block in self.encoder:
@@ -332,6 +422,11 @@ class EncoderDecoder(nn.Module):
     def generate(self, src, bos_id: int, eos_id: int, max_new_tokens: int,
                  src_pad_mask=None):
         """Greedy decoding; stops when every sequence has produced eos."""
+        v = self.config.vocab_size
+        bos_id = check_int("EncoderDecoder.generate", "bos_id", bos_id, low=0, high=v - 1)
+        eos_id = check_int("EncoderDecoder.generate", "eos_id", eos_id, low=0, high=v - 1)
+        max_new_tokens = check_int("EncoderDecoder.generate", "max_new_tokens", max_new_tokens,
+                                   low=0, high=self.config.block_size - 1)
         memory = self.encode(src, src_pad_mask)
         out = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
         for _ in range(max_new_tokens):
@@ -343,66 +438,9 @@ class EncoderDecoder(nn.Module):
         return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Shipped checkpoints.
-# name -> family; a checkpoint's JSON also records its family (and n_classes for classifiers)
-PRETRAINED = {"tiny-gpt": "gpt", "tiny-bert": "encoder", "tiny-t5": "encoder-decoder"}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def pretrained_files(name: str, weights_dir: Path | None = None) -> dict[str, Path]:
-    if name not in PRETRAINED:
-        raise ValueError(f"load_pretrained: unknown model {name!r}; available: "
-                         f"{sorted(PRETRAINED)}")
-    d = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
-    return {"weights": d / f"{name}.safetensors", "meta": d / f"{name}.json",
-            "tokenizer": d / f"{name}.tokenizer.json"}
-
-
-def load_pretrained(name: str, weights_dir: str | Path | None = None) -> nn.Module:
-    """Load a shipped checkpoint offline, after checking its sha256.
-
-    The model comes back in eval mode with ``.tokenizer`` and ``.meta`` (how it was trained):
-    a ``GPT`` for "tiny-gpt", an ``EncoderModel`` for "tiny-bert", an ``EncoderDecoder`` for
-    "tiny-t5".
-    """
-    from safetensors.torch import load_file
-
-    from .tokenizer import load_tokenizer
-
-    files = pretrained_files(name, weights_dir)
-    regen = f"regenerate it with: python -m course_lib.train --preset {name}"
-    if PRETRAINED[name] != "gpt":
-        regen = f"regenerate it with: python -m course_lib.families --preset {name}"
-    for kind, path in files.items():
-        if not path.exists():
-            raise ValueError(f"load_pretrained: {kind} file {path} is missing; {regen}")
-    meta = json.loads(files["meta"].read_text(encoding="utf-8"))
-    actual = sha256_file(files["weights"])
-    if actual != meta["sha256"]:
-        raise ValueError(f"load_pretrained: {files['weights']} is corrupted (sha256 {actual[:12]}"
-                         f"... != expected {meta['sha256'][:12]}...); {regen}")
-    config = GPTConfig(**meta["config"])
-    family = meta.get("family", PRETRAINED[name])
-    if family == "gpt":
-        model = GPT(config)
-    elif family == "encoder":
-        model = EncoderModel(config, n_classes=meta.get("n_classes"))
-    else:
-        model = EncoderDecoder(config)
-    model.load_state_dict(load_file(str(files["weights"])))
-    model.eval()
-    model.tokenizer = load_tokenizer(files["tokenizer"])
-    model.meta = meta
-    return model
-
-
 def config_dict(cfg: GPTConfig) -> dict:
     return asdict(cfg)
+
+
+# The shipped checkpoints live in course_lib/pretrained.py; these names stay importable here.
+from .pretrained import PRETRAINED, load_pretrained, pretrained_files  # noqa: E402, F401

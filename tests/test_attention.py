@@ -132,8 +132,8 @@ def test_repeat_kv():
 @pytest.mark.parametrize("d_model, n_heads, n_kv, match", [
     (10, 3, None, "must divide d_model"),
     (12, 4, 3, "must divide n_heads"),
-    (12, 0, None, "must divide d_model"),
-    (12, 4, 0, "must divide n_heads"),
+    (12, 0, None, "n_heads must be >= 1"),
+    (12, 4, 0, "n_kv_heads must be >= 1"),
 ])
 def test_mha_bad_config(d_model, n_heads, n_kv, match):
     with pytest.raises(ValueError, match=match):
@@ -143,3 +143,64 @@ def test_mha_bad_config(d_model, n_heads, n_kv, match):
 def test_mha_bad_input_shape():
     with pytest.raises(ValueError, match=r"\(B, T, 8\)"):
         MultiHeadAttention(8, 2)(torch.randn(3, 7))
+
+
+# -------------------------------------------------------------------------------- bad input
+def _qkv(n_q=3, n_k=4, d=8):
+    return torch.randn(2, n_q, d), torch.randn(2, n_k, d), torch.randn(2, n_k, d)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: causal_mask(2.5), TypeError, "n_q must be an int"),
+    (lambda: causal_mask(True), TypeError, "n_q must be an int"),
+    (lambda: causal_mask(-1), ValueError, "n_q must be >= 0"),
+    (lambda: causal_mask(2, 3.0), TypeError, "n_k must be an int"),
+    (lambda: repeat_kv(torch.randn(1, 2, 3, 4), 0), ValueError, "n_rep must be >= 1"),
+    (lambda: repeat_kv(torch.randn(1, 2, 3, 4), 1.5), TypeError, "n_rep must be an int"),
+    (lambda: repeat_kv(torch.randn(2, 3, 4), 2), ValueError, "x must have 4 dims"),
+    (lambda: padding_mask(torch.tensor([1.5]), 3), TypeError, "lengths must be an integer"),
+    (lambda: padding_mask(torch.tensor([4]), 3), ValueError, "lengths must lie in"),
+    (lambda: padding_mask(torch.tensor([1]), -1), ValueError, "n must be >= 0"),
+    (lambda: scaled_dot_product_attention(*_qkv(n_k=0)), ValueError, "0 keys"),
+    (lambda: scaled_dot_product_attention(*_qkv(d=0)), ValueError, "head dim"),
+    (lambda: scaled_dot_product_attention(*[t.long() for t in _qkv()]), TypeError,
+     "q must be a floating-point"),
+    (lambda: scaled_dot_product_attention([[1.0]], [[1.0]], [[1.0]]), TypeError,
+     "q must be a torch.Tensor"),
+    (lambda: scaled_dot_product_attention(*_qkv()[:2], _qkv()[2].double()), TypeError,
+     "share a dtype"),
+    (lambda: scaled_dot_product_attention(torch.randn(2, 3, 8), torch.randn(3, 4, 8),
+                                          torch.randn(3, 4, 8)), ValueError, "broadcast"),
+    (lambda: scaled_dot_product_attention(*_qkv(), mask=torch.ones(5, 4, dtype=torch.bool)),
+     ValueError, "mask of shape"),
+    (lambda: scaled_dot_product_attention(*_qkv(), scale=float("nan")), ValueError,
+     "scale must be finite"),
+    (lambda: MultiHeadAttention(8.0, 2), TypeError, "d_model must be an int"),
+    (lambda: MultiHeadAttention(8, 2, bias="yes"), TypeError, "bias must be a bool"),
+    (lambda: MultiHeadAttention(8, 2)(torch.zeros(1, 3, 8, dtype=torch.long)), TypeError,
+     "x must be a floating-point"),
+    (lambda: MultiHeadAttention(8, 2)(torch.randn(1, 3, 8), context=torch.randn(2, 3, 8)),
+     ValueError, "context must be"),
+    (lambda: KVCache().append(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 4, 4)), ValueError,
+     "k and v must match"),
+])
+def test_bad_input_is_refused_by_name(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_cache_refuses_a_different_shape():
+    cache = KVCache()
+    cache.append(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="does not continue"):
+        cache.append(torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 4))
+
+
+def test_nan_in_gives_nan_out_and_empty_queries_are_fine():
+    q, k, v = _qkv()
+    k[0, 1, 2] = float("nan")
+    out, _ = scaled_dot_product_attention(q, k, v)
+    assert torch.isnan(out[0]).all() and not torch.isnan(out[1]).any()
+    out, w = scaled_dot_product_attention(*_qkv(n_q=0))
+    assert out.shape == (2, 0, 8) and w.shape == (2, 0, 4)
+    assert causal_mask(0).shape == (0, 0)

@@ -58,6 +58,14 @@ def test_mood_sentences_labels_match_their_verb():
     (lambda: data.number_to_words(10**6), "n must be"),
     (lambda: data.number_pairs(2000, high=1000), "distinct"),
     (lambda: data.mood_sentences(0), "positive"),
+    (lambda: data.story_corpus(True), "n_stories"),
+    (lambda: data.story_corpus(3, seed=2.5), "seed must be an int"),
+    (lambda: data.corpus_text(val_fraction=float("nan")), "val_fraction"),
+    (lambda: data.number_to_words(True), "n must be"),
+    (lambda: data.number_pairs(-1), "n must be >= 0"),
+    (lambda: data.number_pairs(2.5), "n must be an int"),
+    (lambda: data.number_pairs(2, low=1.5), "low must be an int"),
+    (lambda: data.mood_sentences(3, seed="x"), "seed must be an int"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

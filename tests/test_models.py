@@ -1,5 +1,6 @@
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from course_lib.models import (
     EncoderDecoder,
     EncoderModel,
     GPTConfig,
+    config_dict,
     load_pretrained,
     mlm_mask,
     sample_next,
@@ -125,7 +127,7 @@ def test_encoder_decoder_shapes_and_generate():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(SMALL, d_model=30), "must divide d_model"),
-    (dict(SMALL, n_kv_head=3), "must divide n_head"),
+    (dict(SMALL, n_kv_head=3), "must divide n_heads"),
     (dict(SMALL, vocab_size=0), "vocab_size"),
     (dict(SMALL, pos_emb="rope"), "pos_emb"),
     (dict(SMALL, dropout=1.0), "dropout"),
@@ -174,3 +176,170 @@ def test_load_pretrained_errors(tmp_path):
         load_pretrained("tiny-gpt", weights_dir=tmp_path)
     meta = json.loads((tmp_path / "tiny-gpt.json").read_text())
     assert len(meta["sha256"]) == 64
+
+
+# ------------------------------------------------------------------ the record is verified
+def _copy_shipped(tmp_path, name="tiny-gpt"):
+    from course_lib.models import WEIGHTS_DIR
+
+    for f in WEIGHTS_DIR.glob(f"{name}.*"):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path / f"{name}.json"
+
+
+def _edit_record(path, edit, fix_checksum=False):
+    from course_lib.checkpoint import record_checksum
+
+    meta = json.loads(path.read_text())
+    edit(meta)
+    if fix_checksum:
+        meta["record_sha256"] = record_checksum(meta)
+    path.write_text(json.dumps(meta))
+
+
+REGEN = "regenerate it with: python -m course_lib.train --preset tiny-gpt"
+
+
+def test_record_with_more_heads_is_refused(tmp_path):
+    """n_head 4 -> 8 leaves every tensor shape the same: before, it loaded and changed the
+    outputs; the record checksum refuses it."""
+    record = _copy_shipped(tmp_path)
+    _edit_record(record, lambda m: m["config"].update(n_head=8))
+    with pytest.raises(ValueError, match="edited after training.*" + REGEN):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+
+
+def test_record_with_swapped_merges_is_refused(tmp_path):
+    _copy_shipped(tmp_path)
+    path = tmp_path / "tiny-gpt.tokenizer.json"
+    tok = json.loads(path.read_text())
+    tok["merges"][0], tok["merges"][1] = tok["merges"][1], tok["merges"][0]
+    path.write_text(json.dumps(tok))
+    with pytest.raises(ValueError, match=r"tokenizer.json is corrupted.*" + REGEN):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [("vocab_size", 10**12), ("n_layer", 0),
+                                        ("d_model", 2.5), ("n_head", True)])
+def test_record_with_absurd_sizes_is_refused_before_building(tmp_path, key, value):
+    record = _copy_shipped(tmp_path)
+    _edit_record(record, lambda m: m["config"].update({key: value}), fix_checksum=True)
+    with pytest.raises(ValueError, match=f"{key}.*{REGEN}"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.pop("sha256"), lambda m: m.update(sha256=None),
+                                  lambda m: m.update(sha256="abc")])
+def test_record_without_a_valid_sha256_is_refused(tmp_path, edit):
+    record = _copy_shipped(tmp_path)
+    _edit_record(record, edit)
+    with pytest.raises(ValueError, match=f"sha256.*{REGEN}"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+
+
+def test_record_whose_config_does_not_match_the_weights_is_refused(tmp_path):
+    """Even with a recomputed checksum, the config must build the header's exact shapes."""
+    record = _copy_shipped(tmp_path)
+    _edit_record(record, lambda m: m["config"].update(d_ff=256), fix_checksum=True)
+    with pytest.raises(ValueError, match=r"mlp.fc1.weight has shape \(512, 128\).*\(256, 128\)"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+    _edit_record(record, lambda m: m["config"].update(d_ff=None, n_layer=3), fix_checksum=True)
+    with pytest.raises(ValueError, match="unexpected.*blocks.3"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+    _edit_record(record, lambda m: m["config"].update(n_layer=4, rope=True), fix_checksum=True)
+    with pytest.raises(ValueError, match="unknown keys.*rope"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+    record.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        load_pretrained("tiny-gpt", weights_dir=tmp_path)
+
+
+def test_safetensors_header_is_read_without_the_tensors(tmp_path):
+    from course_lib.checkpoint import safetensors_header
+    from course_lib.models import WEIGHTS_DIR
+
+    header = safetensors_header(WEIGHTS_DIR / "tiny-gpt.safetensors")
+    assert header["lm_head.weight"] == ("F32", (512, 128))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes((10**15).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="header length"):
+        safetensors_header(bad)
+
+
+# ---------------------------------------------------------------- one name for head counts
+def test_config_head_counts_have_one_name_and_old_records_load():
+    new = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_heads=4, d_model=32,
+                    n_kv_heads=2)
+    old = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, d_model=32, n_kv_head=2)
+    assert new == old and old.n_head == old.n_heads == 4 and old.n_kv_head == 2
+    assert "n_heads" in config_dict(new) and "n_head" not in config_dict(new)
+    assert replace(new, n_kv_head=1).n_kv_heads == 1           # chapter code still works
+    assert GPTConfig.from_dict({"n_head": 2, "d_model": 8}).n_heads == 2
+    model = load_pretrained("tiny-gpt")                         # its record says "n_head"
+    assert "n_head" in model.meta["config"] and model.config.n_heads == 4
+    assert model.blocks[0].attn.n_heads == 4
+
+
+# -------------------------------------------------------------------------------- bad input
+def _small():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**SMALL)).eval()
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.generate(torch.zeros(1, 0, dtype=torch.long), 3), ValueError, "idx is empty"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), 2.5), TypeError,
+     "max_new_tokens must be an int"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), -1), ValueError,
+     "max_new_tokens must be >= 0"),
+    (lambda m: m.generate(torch.zeros(2), 3), TypeError, "idx must be an integer tensor"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), 3, temperature=float("nan")),
+     ValueError, "temperature must be finite"),
+    (lambda m: m.generate(torch.zeros(1, 2, dtype=torch.long), 3, top_k=2.5), TypeError,
+     "top_k must be an int"),
+    (lambda m: m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long)),
+     ValueError, "targets"),
+    (lambda m: m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4)), TypeError,
+     "targets must be an integer tensor"),
+])
+def test_gpt_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_small())
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: sample_next(torch.tensor([[float("nan"), 1.0]])), ValueError, "NaN"),
+    (lambda: sample_next(torch.zeros(1, 0)), ValueError, "empty vocab"),
+    (lambda: sample_next(torch.zeros(3)), ValueError, "logits must have 2 dims"),
+    (lambda: sample_next(torch.zeros(1, 3), top_p=float("nan")), ValueError, "top_p"),
+    (lambda: sinusoidal_positions(0, 8), ValueError, "n must be >= 1"),
+    (lambda: sinusoidal_positions(4, 2.5), TypeError, "d must be an int"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 1.5, 10), TypeError, "mask_id"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 12, 10), ValueError, "mask_id"),
+    (lambda: mlm_mask(torch.zeros(2, 3), 1, 10), TypeError, "idx must be an integer"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 1, 10, prob=float("nan")),
+     ValueError, "prob"),
+    (lambda: GPTConfig(**{**SMALL, "n_kv_head": 2.0}), ValueError, "n_kv_heads"),
+    (lambda: GPTConfig(**{**SMALL, "bias": "yes"}), TypeError, "bias"),
+    (lambda: GPTConfig(**{**SMALL, "vocab_size": True}), ValueError, "vocab_size"),
+])
+def test_model_functions_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_encoder_families_bad_input():
+    torch.manual_seed(0)
+    enc = EncoderModel(GPTConfig(**SMALL), n_classes=3)
+    ids = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="pad_mask must be bool"):
+        enc(ids, pad_mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="pad_mask must be bool"):
+        enc(ids, pad_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="labels must be"):
+        enc.classify(ids, labels=torch.tensor([0, 3]))
+    ed = EncoderDecoder(GPTConfig(**SMALL))
+    with pytest.raises(ValueError, match="bos_id"):
+        ed.generate(ids, bos_id=50, eos_id=2, max_new_tokens=3)
+    with pytest.raises(ValueError, match="max_new_tokens must be <= 15"):
+        ed.generate(ids, bos_id=1, eos_id=2, max_new_tokens=100)

@@ -90,3 +90,60 @@ def test_unix_sockets_are_allowed(tmp_path):
         server.listen(1)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.connect(path)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: socket.getaddrinfo("huggingface.co", 443),
+    lambda: socket.getaddrinfo(b"pypi.org", None),
+    lambda: socket.gethostbyname("example.com"),
+    lambda: socket.gethostbyname_ex("example.com"),
+    lambda: socket.gethostbyaddr("203.0.113.1"),
+    lambda: socket.getnameinfo(("203.0.113.1", 80), 0),
+])
+def test_name_resolution_is_blocked(call):
+    """A DNS query is network traffic: refused before it is sent."""
+    with pytest.raises(OSError, match="name resolution blocked in tests"):
+        call()
+
+
+def test_clients_fail_at_name_resolution():
+    with pytest.raises(OSError, match="name resolution blocked in tests.*huggingface.co"):
+        socket.create_connection(("huggingface.co", 443), timeout=2)
+    with pytest.raises(OSError, match="name resolution blocked"):
+        urllib.request.urlopen("https://huggingface.co/", timeout=2)
+
+
+def test_local_names_still_resolve():
+    assert socket.getaddrinfo("localhost", 80)
+    assert socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)[0][4][0] == "127.0.0.1"
+    assert socket.getaddrinfo(None, 0, flags=socket.AI_PASSIVE)
+    assert socket.gethostbyname("127.0.0.1") == "127.0.0.1"
+
+
+def test_sendmsg_to_outside_is_blocked():
+    if not hasattr(socket.socket, "sendmsg"):
+        pytest.skip("no sendmsg on this platform")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with pytest.raises(OSError, match=r"blocked in tests: 203\.0\.113\.1:53"):
+            sock.sendmsg([b"x"], [], 0, ("203.0.113.1", 53))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("127.0.0.1", 0))
+        client.sendmsg([b"ok"], [], 0, server.getsockname())       # loopback still works
+        assert server.recv(8) == b"ok"
+
+
+def test_dns_is_blocked_in_a_subprocess():
+    code = (
+        "import socket\n"
+        "try:\n"
+        "    socket.getaddrinfo('huggingface.co', 443)\n"
+        "except OSError as err:\n"
+        "    print('BLOCKED', err)\n"
+        "else:\n"
+        "    print('RESOLVED')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "BLOCKED name resolution blocked in tests" in result.stdout

@@ -1,6 +1,7 @@
 import random
 
 import pytest
+import torch
 
 from course_lib import data
 from course_lib.tokenizer import BPETokenizer, CharTokenizer
@@ -78,7 +79,65 @@ def test_bpe_bad_input(bpe, tmp_path):
         BPETokenizer.train("abc", 100)
     with pytest.raises(ValueError, match="out of range"):
         bpe.decode([10**6])
-    with pytest.raises(ValueError, match="expected str"):
+    with pytest.raises(TypeError, match="expected str"):
         bpe.encode(b"bytes")
     with pytest.raises(ValueError, match="no tokenizer file"):
         BPETokenizer.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("ids, error, match", [
+    ([1.7], TypeError, "ids must be ints, got 1.7"),
+    ([True], TypeError, "ids must be ints"),
+    (["7"], TypeError, "ids must be ints"),
+    ("abc", TypeError, "ids must be a list of ints"),
+    (7, TypeError, "ids must be a list of ints"),
+    ([-1], ValueError, r"out of range \[0, "),
+    (torch.tensor([1.0]), TypeError, "ids must be an integer tensor"),
+    (torch.zeros(2, 2, dtype=torch.long), ValueError, "ids must have 0 or 1 dims"),
+])
+def test_decode_refuses_what_is_not_token_ids(bpe, ids, error, match):
+    with pytest.raises(error, match=match):
+        bpe.decode(ids)
+    with pytest.raises(error, match=match):
+        CharTokenizer.train("abc").decode(ids)
+    with pytest.raises(error, match=match):
+        bpe.token_strings(ids)
+
+
+def test_decode_takes_lists_tuples_and_integer_tensors(bpe):
+    ids = bpe.encode("hello world")
+    text = bpe.decode(ids)
+    assert bpe.decode(tuple(ids)) == bpe.decode(torch.tensor(ids)) == text
+    assert bpe.decode([]) == ""
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: BPETokenizer.train("abc", 300.0), TypeError, "vocab_size must be an int"),
+    (lambda: BPETokenizer.train("abc", 10**12), ValueError, "vocab_size must be <="),
+    (lambda: BPETokenizer.train(b"abc", 300), TypeError, "text must be a str"),
+    (lambda: BPETokenizer([(104, 101), (104, 101)]), ValueError, "repeats an earlier merge"),
+    (lambda: BPETokenizer([(104, 300)]), ValueError, "unknown token"),
+    (lambda: BPETokenizer([(104, 1.5)]), TypeError, r"merges\[0\]\[1\] must be an int"),
+    (lambda: BPETokenizer([(1, 2, 3)]), ValueError, r"merges\[0\] must be a pair"),
+    (lambda: BPETokenizer(special_tokens=["<a>", "<a>"]), ValueError, "special_tokens"),
+    (lambda: BPETokenizer(special_tokens=[""]), ValueError, "special_tokens"),
+    (lambda: CharTokenizer(["ab"]), TypeError, "single characters"),
+    (lambda: CharTokenizer.train("abc").encode(None), TypeError, "text must be a str"),
+])
+def test_tokenizer_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_bad_tokenizer_files(tmp_path):
+    from course_lib.tokenizer import load_tokenizer
+
+    path = tmp_path / "t.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a JSON tokenizer file"):
+        load_tokenizer(path)
+    with pytest.raises(ValueError, match="not a JSON tokenizer file"):
+        BPETokenizer.load(path)
+    path.write_text('{"type": "byte-bpe"}')
+    with pytest.raises(ValueError, match="not a byte-bpe tokenizer file"):
+        BPETokenizer.load(path)

@@ -1,14 +1,24 @@
-"""Block network access from tests: only loopback and local (unix) sockets may connect.
+"""Block network access from tests: only loopback and local (unix) sockets may be used.
 
 The course promises to run offline (no model hub, no dataset download), and the tests hold it
-to that promise. `install()` patches `socket.socket.connect`, `connect_ex` and `sendto`, which
-every Python-level client goes through (`socket.create_connection`, http.client, urllib,
-requests, asyncio). An address that is not loopback raises `NetworkBlockedError` (an
-`OSError`, so client libraries report it as a failed connection) naming the address.
+to that promise. `install()` patches, in the Python `socket` module:
+
+- the socket methods that take a destination: `socket.socket.connect`, `connect_ex`,
+  `sendto` and `sendmsg`. A destination that is not loopback (or unspecified) raises;
+  a host name other than the local names is refused without resolving it.
+- name resolution: `socket.getaddrinfo`, `gethostbyname`, `gethostbyname_ex`,
+  `gethostbyaddr` and `getnameinfo`. Numeric addresses, None and the local names
+  ("localhost", "*.localhost", this machine's own host name) pass; any other name raises
+  before a DNS query is sent (reverse lookups of a non-loopback address too).
+
+Every Python-level client goes through these (`socket.create_connection`, http.client,
+urllib, requests/urllib3, asyncio). A refusal raises `NetworkBlockedError` (an `OSError`, so
+client libraries report a failed connection) naming the address or name. Not covered: C
+extensions that open sockets or resolve names in their own code (libcurl, gRPC, torch's
+gloo/nccl), and code calling the private `_socket` module directly.
 
 Loopback stays open because the Jupyter kernel that runs a notebook talks to pytest over
-127.0.0.1. A host name other than "localhost" is refused without resolving it, since the DNS
-lookup would itself be network traffic.
+127.0.0.1.
 
 Set COURSE_ALLOW_NETWORK=1 to switch the guard off.
 """
@@ -86,6 +96,61 @@ def _guarded_sendto(self, data, *args):
     return _ORIGINAL["sendto"](self, data, *args)
 
 
+def _guarded_sendmsg(self, buffers, *args):
+    # sendmsg(buffers[, ancdata[, flags[, address]]])
+    if len(args) >= 3 and args[2] is not None:
+        _check(self, args[2])
+    return _ORIGINAL["sendmsg"](self, buffers, *args)
+
+
+def _name_is_local(host) -> bool:
+    """A name whose lookup sends no query out: None, a numeric address, a local name."""
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    host = str(host).split("%", 1)[0]
+    if _host_is_local(host) or host.lower() == _ORIGINAL_HOSTNAME.lower():
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True  # numeric: resolved without DNS (connecting to it is checked apart)
+    except ValueError:
+        return False
+
+
+def _refuse_name(host, what: str):
+    raise NetworkBlockedError(
+        f"name resolution blocked in tests: {what}({host!r}) "
+        "(the course runs offline; only local names resolve; "
+        "set COURSE_ALLOW_NETWORK=1 to lift the guard)"
+    )
+
+
+def _guard_forward(name):
+    def guarded(host, *args, **kwargs):
+        if not _name_is_local(host):
+            _refuse_name(host, name)
+        return _ORIGINAL["module." + name](host, *args, **kwargs)
+    guarded.__name__ = name
+    return guarded
+
+
+def _guard_reverse(name):
+    def guarded(address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) and address else address
+        if not _host_is_local(host) and str(host).lower() != _ORIGINAL_HOSTNAME.lower():
+            _refuse_name(host, name)
+        return _ORIGINAL["module." + name](address, *args, **kwargs)
+    guarded.__name__ = name
+    return guarded
+
+
+_ORIGINAL_HOSTNAME = socket.gethostname()
+_FORWARD = ("getaddrinfo", "gethostbyname", "gethostbyname_ex")
+_REVERSE = ("gethostbyaddr", "getnameinfo")
+
+
 def is_installed() -> bool:
     return bool(_ORIGINAL)
 
@@ -98,13 +163,22 @@ def install() -> bool:
         ("connect", _guarded_connect),
         ("connect_ex", _guarded_connect_ex),
         ("sendto", _guarded_sendto),
+        ("sendmsg", _guarded_sendmsg),
     ):
-        _ORIGINAL[name] = getattr(socket.socket, name)
-        setattr(socket.socket, name, guarded)
+        if hasattr(socket.socket, name):  # no sendmsg on Windows
+            _ORIGINAL[name] = getattr(socket.socket, name)
+            setattr(socket.socket, name, guarded)
+    for names, make in ((_FORWARD, _guard_forward), (_REVERSE, _guard_reverse)):
+        for name in names:
+            _ORIGINAL["module." + name] = getattr(socket, name)
+            setattr(socket, name, make(name))
     return True
 
 
 def uninstall() -> None:
     for name, original in _ORIGINAL.items():
-        setattr(socket.socket, name, original)
+        if name.startswith("module."):
+            setattr(socket, name.removeprefix("module."), original)
+        else:
+            setattr(socket.socket, name, original)
     _ORIGINAL.clear()
