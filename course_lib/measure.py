@@ -64,6 +64,26 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def _memory_events(fn: Callable, args, kwargs, who: str):
+    """Run ``fn`` under the torch profiler; return (result, its allocation/free events in
+    order). Each event's ``nbytes()`` is positive for an allocation, negative for a free."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():  # the profiler logs a line to fd 2 on every start and stop
+        prof.start()
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        with _quiet_stderr():
+            prof.stop()
+    try:  # the raw event stream keeps the order of every allocation and free
+        raw = prof.profiler.kineto_results.events()
+    except AttributeError as err:  # a torch without this (semi-private) profiler API
+        raise RuntimeError(f"{who} needs torch's kineto profiler results") from err
+    return result, [e for e in raw if e.name() == "[memory]"]
+
+
 def measure_peak_memory(fn: Callable, *args, **kwargs) -> tuple[object, int]:
     """Run ``fn(*args, **kwargs)``; return (result, peak bytes allocated during the call).
 
@@ -82,21 +102,7 @@ def measure_peak_memory(fn: Callable, *args, **kwargs) -> tuple[object, int]:
         result = fn(*args, **kwargs)
         torch.cuda.synchronize(device)
         return result, torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _quiet_stderr():  # the profiler logs a line to fd 2 on every start and stop
-        prof.start()
-    try:
-        result = fn(*args, **kwargs)
-    finally:
-        with _quiet_stderr():
-            prof.stop()
-    try:  # the raw event stream keeps the order of every allocation and free
-        raw = prof.profiler.kineto_results.events()
-    except AttributeError as err:  # a torch without this (semi-private) profiler API
-        raise RuntimeError("measure_peak_memory needs torch's kineto profiler results") from err
-    events = [e for e in raw if e.name() == "[memory]"]
+    result, events = _memory_events(fn, args, kwargs, "measure_peak_memory")
     current = peak = 0
     for event in sorted(events, key=lambda e: e.start_ns()):
         if event.device_type() == torch.autograd.DeviceType.CPU:
@@ -201,20 +207,6 @@ def measure_live_bytes(fn: Callable, *args, **kwargs) -> tuple[object, int]:
         result = fn(*args, **kwargs)
         torch.cuda.synchronize(device)
         return result, torch.cuda.memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _quiet_stderr():
-        prof.start()
-    try:
-        result = fn(*args, **kwargs)
-    finally:
-        with _quiet_stderr():
-            prof.stop()
-    try:
-        raw = prof.profiler.kineto_results.events()
-    except AttributeError as err:
-        raise RuntimeError("measure_live_bytes needs torch's kineto profiler results") from err
-    live = sum(e.nbytes() for e in raw if e.name() == "[memory]"
-               and e.device_type() == torch.autograd.DeviceType.CPU)
+    result, events = _memory_events(fn, args, kwargs, "measure_live_bytes")
+    live = sum(e.nbytes() for e in events if e.device_type() == torch.autograd.DeviceType.CPU)
     return result, live
