@@ -360,10 +360,13 @@ def _check_pad_mask(where: str, pad_mask, idx) -> None:
 def mlm_mask(idx, mask_id: int, vocab_size: int, prob: float = 0.15, generator=None,
              special_ids: tuple[int, ...] = ()):
     """BERT's masking: pick ``prob`` of the positions; of those 80% become [MASK], 10% a random
-    token, 10% stay. Returns (inputs, targets) with targets = -100 where nothing is predicted."""
+    token, 10% stay. Returns (inputs, targets) with targets = -100 where nothing is predicted.
+
+    ``vocab_size`` is the range random replacements are drawn from (the ordinary tokens);
+    ``mask_id`` may lie outside it, as an extra id appended after the vocabulary."""
     check_tensor("mlm_mask", "idx", idx, floating=False)
     vocab_size = check_int("mlm_mask", "vocab_size", vocab_size, low=1)
-    mask_id = check_int("mlm_mask", "mask_id", mask_id, low=0, high=vocab_size - 1)
+    mask_id = check_int("mlm_mask", "mask_id", mask_id, low=0)
     prob = check_float("mlm_mask", "prob", prob)
     if not 0.0 < prob < 1.0:
         raise ValueError(f"mlm_mask: prob must be in (0, 1), got {prob}")

@@ -315,7 +315,7 @@ def test_gpt_bad_input(call, error, match):
     (lambda: sinusoidal_positions(0, 8), ValueError, "n must be >= 1"),
     (lambda: sinusoidal_positions(4, 2.5), TypeError, "d must be an int"),
     (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 1.5, 10), TypeError, "mask_id"),
-    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 12, 10), ValueError, "mask_id"),
+    (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), -1, 10), ValueError, "mask_id"),
     (lambda: mlm_mask(torch.zeros(2, 3), 1, 10), TypeError, "idx must be an integer"),
     (lambda: mlm_mask(torch.zeros(2, 3, dtype=torch.long), 1, 10, prob=float("nan")),
      ValueError, "prob"),
@@ -343,3 +343,11 @@ def test_encoder_families_bad_input():
         ed.generate(ids, bos_id=50, eos_id=2, max_new_tokens=3)
     with pytest.raises(ValueError, match="max_new_tokens must be <= 15"):
         ed.generate(ids, bos_id=1, eos_id=2, max_new_tokens=100)
+
+
+def test_mlm_mask_id_may_be_an_extra_token_after_the_vocabulary():
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 10, (4, 50), generator=g)
+    inputs, targets = mlm_mask(idx, mask_id=10, vocab_size=10, prob=0.5, generator=g)
+    assert (inputs == 10).any()                       # the appended [MASK] id is used
+    assert inputs[inputs != 10].max() < 10            # random replacements stay in the vocab
