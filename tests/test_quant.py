@@ -21,7 +21,7 @@ from course_lib.quant import (
     zeropoint_quantize,
 )
 
-# bitsandbytes/functional.py get_4bit_type("nf4"), as quoted in REFERENCES.md section 4
+# the NF4 table bitsandbytes ships (bitsandbytes/functional.py, get_4bit_type("nf4"))
 BNB_NF4 = [
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
     -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
