@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 __all__ = ["USER", "ASSISTANT", "END", "SPECIAL_TOKENS", "format_chat", "init_chat_tokens",
            "show_chat",
-           "encode_chat", "sft_batch", "sft_loss", "sequence_logprobs", "dpo_loss",
+           "encode_chat", "sft_batch", "pad_batch", "sft_loss", "sequence_logprobs", "dpo_loss",
            "reward_model_loss"]
 
 USER, ASSISTANT, END = "\x01", "\x02", "\x03"
@@ -96,6 +96,13 @@ def sft_batch(tokenizer, examples: list[dict], response_only: bool = True):
     if not examples:
         raise ValueError("sft_batch: examples is empty")
     seqs = [encode_chat(tokenizer, e["instruction"], e["response"]) for e in examples]
+    return pad_batch(seqs, response_only)
+
+
+def pad_batch(seqs: list[tuple[list[int], int]], response_only: bool = True):
+    """``sft_batch`` for examples already encoded by ``encode_chat``: (ids, prompt length)."""
+    if not seqs:
+        raise ValueError("pad_batch: seqs is empty")
     t = max(len(ids) for ids, _ in seqs) - 1
     x = torch.zeros(len(seqs), t, dtype=torch.long)
     y = torch.full((len(seqs), t), -100, dtype=torch.long)

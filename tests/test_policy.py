@@ -1,0 +1,286 @@
+"""Chapter 7's fine-tuned reader and tool-use policy: formats, position interpolation, decoding
+held to a second method, the shipped checkpoint held to its record, and bad input."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from course_lib import agent, align, data, rag
+from course_lib import policy as P
+from course_lib.models import GPT, WEIGHTS_DIR, GPTConfig
+from course_lib.pretrained import load_pretrained
+
+
+@pytest.fixture(scope="module")
+def model():
+    return P.load_policy("ch7-reader")
+
+
+@pytest.fixture(scope="module")
+def agent_model():
+    return P.load_policy("ch7-agent")
+
+
+# ------------------------------------------------------------------ position interpolation
+def test_extend_positions_copies_the_old_table():
+    m = GPT(GPTConfig(vocab_size=16, block_size=5, n_layer=1, n_head=1, d_model=4))
+    old = m.pos_emb.weight.detach().clone()
+    P.extend_positions(m, 12)
+    new = m.pos_emb.weight.detach()
+    assert new.shape == (12, 4) and m.config.block_size == 12
+    torch.testing.assert_close(new[:5], old)
+    torch.testing.assert_close(new[5:10], old)
+    torch.testing.assert_close(new[10:], old[:2])
+    m(torch.zeros(1, 12, dtype=torch.long))        # the model now takes 12 positions
+
+
+def test_extend_positions_keeps_short_inputs_exact_and_refuses_bad_sizes():
+    m = load_pretrained("tiny-gpt")
+    x = torch.tensor([m.tokenizer.encode("Once upon a time, there was a dog.")])
+    before = m(x)[0]
+    P.extend_positions(m, 512)
+    torch.testing.assert_close(m(x)[0], before)    # a short prompt sees the same positions
+    for bad in (100, 12.5, True, "512"):
+        with pytest.raises(ValueError, match="block_size"):
+            P.extend_positions(load_pretrained("tiny-gpt"), bad)
+    with pytest.raises(TypeError):
+        P.extend_positions(torch.nn.Linear(2, 2), 512)
+
+
+# ------------------------------------------------------------------ formats
+def test_read_prompt_numbers_passages_and_says_none_when_closed_book():
+    p = P.read_prompt("Who?", ["Ann is here.", "Bo is there."])
+    assert p == "Context:\n[1] Ann is here.\n[2] Bo is there.\nQuestion: Who?"
+    assert P.read_prompt("Who?", []) == "Context:\nnone\nQuestion: Who?"
+    for bad in ("", "  ", None):
+        with pytest.raises(ValueError, match="question"):
+            P.read_prompt(bad, [])
+    with pytest.raises(TypeError, match="list of str"):
+        P.read_prompt("Who?", [(3, "text")])
+    with pytest.raises(TypeError):
+        P.read_prompt("Who?", "text")
+
+
+def test_propositions_give_each_sentence_its_full_name():
+    chunk = ("Runa Stadol is a resident of Veldmoor. Runa plays the harp on Sundays. "
+             "Gulls followed the boats. Runa was born in May.")
+    assert P.propositions(chunk) == ["Runa Stadol plays the harp on Sundays.",
+                                     "Gulls followed the boats.", "Runa Stadol was born in May."]
+    assert P.propositions("No header here. Runa was born in May.") == [
+        "No header here.", "Runa was born in May."]
+    assert P.propositions("") == []
+    with pytest.raises(TypeError):
+        P.propositions(None)
+
+
+def test_agent_prompt_lists_tools_and_replays_the_steps():
+    step = agent.Step(tool="calculator", args={"expression": "2 + 3"}, observation="5")
+    p = P.agent_prompt("What is 2 + 3?", ["calculator", "search"], [step])
+    assert p.splitlines() == ["Tools: calculator, search", "Question: What is 2 + 3?",
+                              'Action: {"name": "calculator", "input": {"expression": "2 + 3"}}',
+                              "Observation: 5"]
+    assert P.agent_prompt("What is 2 + 3?", []).startswith("Tools: none\n")
+    bad = agent.parse_step('Action: {"name": "calculator", "input": {')
+    assert "not valid JSON" in P.agent_prompt("Q?", ["calculator"], [bad])
+
+
+def test_parse_cited():
+    assert P.parse_cited("cooper [12]") == ("cooper", 12)
+    assert P.parse_cited(" Heron Market [0] ") == ("Heron Market", 0)
+    assert P.parse_cited("cooper") == ("cooper", None)
+    assert P.parse_cited("[x] cooper") == ("[x] cooper", None)
+    with pytest.raises(TypeError):
+        P.parse_cited(None)
+
+
+# ------------------------------------------------------------------ training data
+def test_training_examples_never_use_the_chapters_town_or_test_arithmetic():
+    examples = P.training_examples()
+    assert 0 not in P.TRAIN_SEEDS
+    test_people = {q["person"] for q in data.town_questions(seed=P.CHAPTER_TOWN_SEED)
+                   if q["split"] == "test"}
+    test_arith = {q["question"] for d in P.EVAL_ARITHMETIC_SEEDS
+                  for q in data.arithmetic_questions(50, digits=d, seed=d)}
+    text = "\n".join(e["instruction"] for e in examples)
+    assert not any(f"Question: {q}" in text for q in test_arith)
+    # names recur by chance across generated towns (with their own random facts), but no
+    # passage about a held-out Veldmoor resident is ever shown in training
+    texts, _ = P.town_passages(P.CHAPTER_TOWN_SEED)
+    held_out = [t for t in texts if any(t.startswith(f"{p} is a resident") for p in test_people)]
+    assert len(held_out) > 60
+    assert not [t for t in held_out if t in text]
+
+
+def test_reading_example_puts_the_gold_where_asked_and_cites_it():
+    texts, questions = P.town_passages(7)
+    pool = P.town_pool(texts)
+    rng = random.Random(0)
+    q = questions[0]
+    assert q["gold_prop"] in pool and q["gold_prop"].startswith(q["person"] + " ")
+    for k in (1, 3, 5):
+        for pos in range(k):
+            e = P.reading_example(q, pool, k, pos, rng)
+            lines = e["instruction"].splitlines()[1:1 + k]
+            assert len(lines) == k
+            assert lines[pos] == f"[{pos + 1}] {q['gold_prop']}"
+            assert e["response"] == f"{q['answer']} [{pos + 1}]"
+            assert sum(q["answer"] in line for line in lines) == 1   # one passage answers
+            if k == 5:   # half the distractors are about the same resident
+                assert sum(q["person"] in line for line in lines) >= 3
+    for bad_k, bad_pos in ((3, 3), (3, -1), (0, 0), (2.5, 0)):
+        with pytest.raises(ValueError):
+            P.reading_example(q, pool, bad_k, bad_pos, rng)
+
+
+def test_retrieved_propositions_keep_rank_order_once_each_with_their_chunk():
+    texts = ["Ann Bo is a resident of X. Ann rows. Ann sings.",
+             "Ann Bo is a resident of X. Ann sings. Ann runs.",
+             "Cy Do is a resident of X. Cy naps."]
+    got = P.retrieved_propositions([1, 0, 2], texts, n_chunks=2, max_passages=5)
+    assert got == [("Ann Bo sings.", 1), ("Ann Bo runs.", 1), ("Ann Bo rows.", 0)]
+    assert P.retrieved_propositions([2, 0], texts, n_chunks=1) == [("Cy Do naps.", 2)]
+    assert len(P.retrieved_propositions([0, 1, 2], texts, 3, 2)) == 2
+    assert P.retrieved_propositions([], texts) == []
+    with pytest.raises(ValueError):
+        P.retrieved_propositions([0], texts, n_chunks=0)
+
+
+def test_search_tool_numbers_the_propositions_and_checks_its_arguments():
+    texts, questions = P.town_passages(5)
+    tool = P.search_tool(rag.Retriever(texts, dense=False), texts)
+    q = questions[0]
+    out = tool({"query": q["question"]})
+    lines = out.splitlines()
+    assert 1 <= len(lines) <= 3 and [ln.split("]")[0] for ln in lines] == [
+        f"[{n}" for n in range(1, len(lines) + 1)]
+    # BM25 on a paraphrased question finds the gold sentence for most questions, not all
+    hits = [any(x["gold_prop"] in ln for ln in tool({"query": x["question"]}).splitlines())
+            for x in questions]
+    assert 0.5 < sum(hits) / len(hits) < 1.0
+    assert tool({}).startswith("error") and tool({"query": "x", "k": 3}).startswith("error")
+
+
+# ------------------------------------------------------------------ the shipped checkpoint
+@pytest.mark.parametrize("name", sorted(P.RUNS))
+def test_shipped_record_and_its_loss_curve(name):
+    record = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    run = P.RUNS[name]
+    assert record["block_size"] == P.BLOCK and tuple(record["chunking"]) == P.CHUNKING
+    assert record["steps"] == run["steps"] == len(record["loss"])
+    assert tuple(record["tasks"]) == run["tasks"] and record["lr"] == run["lr"]
+    first, last = sum(record["loss"][:20]) / 20, sum(record["loss"][-20:]) / 20
+    assert last < first / 5, (first, last)
+
+
+@pytest.mark.parametrize("name", sorted(P.RUNS))
+def test_training_is_the_code_that_made_the_record(name):
+    """The first steps of a rerun follow the recorded curve (not bit for bit: kernels differ
+    between CPUs), so the record was made by this code and these examples."""
+    record = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    torch.set_num_threads(1)
+    _, history = P.train_policy(name, steps=3)   # the run's warm-up: the same learning rates
+    assert history.loss == pytest.approx(record["loss"][:3], abs=1e-3)
+
+
+def test_greedy_starts_with_agrees_with_decoding(model):
+    texts, questions = P.town_passages(3)
+    pool = P.town_pool(texts)
+    rng = random.Random(1)
+    items = []
+    for q in questions[:12]:
+        e = P.reading_example(q, pool, 3, rng.randrange(3), rng)
+        said = P.generate_answer(model, e["instruction"])
+        items += [(e["instruction"], said), (e["instruction"], said + "x"),
+                  (e["instruction"], e["response"])]
+    got = P.greedy_starts_with(model, items)
+    for (instruction, text), ok in zip(items, got):
+        said = P.generate_answer(model, instruction)
+        assert ok == said.startswith(text), (text, said)
+    assert got[0::3] == [True] * 12 and got[1::3] == [False] * 12
+
+
+def test_the_reader_answers_from_context_and_cites(model):
+    texts, questions = P.town_passages(99)              # a town the model never saw
+    pool = P.town_pool(texts)
+    rng = random.Random(2)
+    right = cited = 0
+    for q in questions[:40]:
+        pos = rng.randrange(3)
+        e = P.reading_example(q, pool, 3, pos, rng)
+        answer, cite = P.parse_cited(P.generate_answer(model, e["instruction"]))
+        right += answer == q["answer"]
+        cited += cite == pos + 1
+    closed = sum(P.parse_cited(P.generate_answer(model, P.read_prompt(q["question"], [])))[0]
+                 == q["answer"] for q in questions[:40])
+    # measured on the shipped reader: 26 of 40 right and cited, 1 of 40 closed-book
+    assert right >= 22 and cited >= 15 and closed <= 6, (right, cited, closed)
+
+
+def test_the_agent_writes_well_formed_calls_to_the_right_tool(agent_model):
+    texts, _ = P.town_passages(5)
+    search = P.search_tool(rag.Retriever(texts, dense=False), texts)
+    bot = agent.ReActAgent(P.ModelPolicy(agent_model), [agent.CALCULATOR, search], max_steps=1)
+    qs = data.arithmetic_questions(10, digits=3, seed=123)
+    steps = [bot.run(q["question"])[1][0] for q in qs]
+    assert sum(s.tool == "calculator" and set(s.args) == {"expression"} for s in steps) >= 9
+    no_tools = agent.ReActAgent(P.ModelPolicy(agent_model), [], max_steps=1)
+    assert all(no_tools.run(q["question"])[0] is not None for q in qs[:3])  # answers directly
+
+
+def test_policy_inputs_are_checked(model):
+    with pytest.raises(ValueError, match="exceeds the context"):
+        P.generate_answer(model, "x " * 300)
+    with pytest.raises(ValueError, match="empty"):
+        P.greedy_starts_with(model, [])
+    with pytest.raises(ValueError, match="text"):
+        P.greedy_starts_with(model, [("Q?", "")])
+    with pytest.raises(ValueError, match="reserved chat token"):
+        P.generate_answer(model, "a\x03b")
+
+
+def test_a_corrupted_or_foreign_checkpoint_is_refused(tmp_path):
+    name = "ch7-reader"
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    path = tmp_path / f"{name}.safetensors"
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="sha256"):
+        P.load_policy(name, tmp_path)
+    meta = tmp_path / f"{name}.json"
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "block_size": 128}))
+    with pytest.raises(ValueError, match="record"):
+        P.load_policy(name, tmp_path)
+    meta.write_text("{not json")
+    with pytest.raises(ValueError, match="JSON"):
+        P.load_policy(name, tmp_path)
+    with pytest.raises(ValueError, match="missing"):
+        P.load_policy(name, tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="name"):
+        P.load_policy("ch7-other")
+
+
+def test_cli_writes_an_atomic_checkpoint_that_loads(tmp_path):
+    assert P.main(["--run", "ch7-reader", "--out", str(tmp_path), "--steps", "4",
+                   "--threads", "1"]) == 0
+    m = P.load_policy("ch7-reader", tmp_path)
+    assert m.config.block_size == P.BLOCK
+    record = json.loads((tmp_path / "ch7-reader.json").read_text())
+    assert record["steps"] == 4 and "--run ch7-reader" in record["how_made"]
+    assert not list(tmp_path.glob("*.tmp"))
+    for bad in (["--steps", "0"], ["--threads", "0"], ["--run", "nope"]):
+        with pytest.raises(SystemExit):
+            P.main(bad)
+    with pytest.raises(ValueError, match="name"):
+        P.train_policy("nope")
+    with pytest.raises(ValueError, match="tasks"):
+        P.training_examples(tasks=("dance",))
+
+
+def test_chat_tokens_are_the_templates():
+    assert align.END == "\x03"   # generate_answer stops on this byte's token
