@@ -246,23 +246,16 @@ def test_contextual_chunks_carry_the_paragraph_subject():
         rag.contextual_chunks(doc, 2, 2)
 
 
-def test_pair_reader_learns_paraphrases_and_rejects_bad_input():
-    examples = [("What is Mira's trade?", "Mira works as a cooper.", 1),
-                ("What is Mira's trade?", "Mira was born in May.", 0),
-                ("What is Oskar's trade?", "Oskar works as a tanner.", 1),
-                ("What is Oskar's trade?", "Oskar was born in June.", 0)]
-    reader = rag.PairReader().fit(examples)
+def test_read_answer_takes_the_best_sentence_and_rejects_a_bad_scorer():
     passages = ["Lasse was born in July. Lasse works as a beekeeper."]
-    assert rag.read_answer("What is Lasse's trade?", passages, reader.score) == (
+
+    def trade(question, sentence):  # a scorer that knows "trade" goes with "works"
+        return float("works" in sentence)
+
+    assert rag.read_answer("What is Lasse's trade?", passages, trade) == (
         "Lasse works as a beekeeper.", 0)
     # the word-overlap reader cannot tell the two sentences apart and takes the first
     assert rag.read_answer("What is Lasse's trade?", passages)[0] == "Lasse was born in July."
-    with pytest.raises(ValueError, match="empty"):
-        rag.PairReader().fit([])
-    with pytest.raises(ValueError, match="both"):
-        rag.PairReader().fit(examples[:1])
-    with pytest.raises(ValueError, match="fit first"):
-        rag.PairReader().score("q", "s")
     with pytest.raises(TypeError, match="score"):
         rag.read_answer("q", ["s."], score=3)
 

@@ -13,7 +13,7 @@ from course_lib.rag.dense import DenseIndex
 from course_lib.rag.metrics import reciprocal_rank_fusion
 from course_lib.rag.sparse import BM25, tokenize
 
-__all__ = ["Retriever", "read_answer", "word_overlap", "PairReader", "looks_injected",
+__all__ = ["Retriever", "read_answer", "word_overlap", "looks_injected",
            "STOPWORDS"]
 
 METHODS = ("bm25", "dense", "hybrid")
@@ -104,45 +104,3 @@ def looks_injected(text: str) -> bool:
     if not isinstance(text, str):
         raise TypeError("looks_injected: text must be a str")
     return bool(_INJECTION.search(text))
-
-
-class PairReader:
-    """A reader trained here: logistic regression on (question word, sentence word) pairs.
-
-    It learns which question words go with which sentence words ("trade" with "works",
-    "music" with "plays") from questions with known gold sentences, so it reads paraphrases
-    that shared words and off-the-shelf embeddings miss. ``score(question, sentence)`` is the
-    probability that the sentence answers the question; pass it to ``read_answer``.
-    """
-
-    def __init__(self, n_features: int = 2**14, c: float = 1.0):
-        from sklearn.feature_extraction import FeatureHasher
-        from sklearn.linear_model import LogisticRegression
-
-        self.hasher = FeatureHasher(n_features=n_features, input_type="string",
-                                    alternate_sign=False)
-        self.model = LogisticRegression(C=c, max_iter=1000)
-        self.fitted = False
-
-    @staticmethod
-    def _pairs(question: str, sentence: str) -> list[str]:
-        q, s = _content(question), _content(sentence)
-        return [f"{a}|{b}" for a in q for b in s] + [f"s:{b}" for b in s]
-
-    def fit(self, examples: list[tuple[str, str, int]]) -> PairReader:
-        """Train on (question, sentence, 1 if it answers else 0) triples."""
-        if not examples:
-            raise ValueError("PairReader.fit: examples is empty")
-        labels = [int(y) for _, _, y in examples]
-        if set(labels) != {0, 1}:
-            raise ValueError("PairReader.fit: need both positive (1) and negative (0) examples")
-        x = self.hasher.transform(self._pairs(q, s) for q, s, _ in examples)
-        self.model.fit(x, labels)
-        self.fitted = True
-        return self
-
-    def score(self, question: str, sentence: str) -> float:
-        if not self.fitted:
-            raise ValueError("PairReader.score: call fit first")
-        x = self.hasher.transform([self._pairs(question, sentence)])
-        return float(self.model.predict_proba(x)[0, 1])
