@@ -119,7 +119,7 @@ register(Exercise(
 
 register(Exercise(
     id="ch7.no_eval", title="Explain: why the calculator parses instead of eval",
-    kind="choice", section="07_rag_agents.md",
+    kind="choice", section="07b_agents.md",
     prompt=("An agent's calculator receives text written by a model, which may have read a "
             "poisoned document. Why does it parse the text into an AST and walk only number and "
             "operator nodes instead of calling eval?"),
