@@ -342,8 +342,9 @@ def render_transcript(question: str, steps: list[Step], answer: str | None) -> s
             action = _ACTION.search(s.raw)
             shown = action.group(0) if action else s.raw.strip().splitlines()[-1]
             lines.append(f"  [{i}] (malformed) {shown[:80]}")
-        if s.observation is not None:
-            lines.append(f"  [{i}] Observation: {s.observation}")
+        if s.observation is not None:  # a many-line observation stays indented under its step
+            pad = "\n" + " " * len(f"  [{i}] Observation: ")
+            lines.append(f"  [{i}] Observation: {pad.join(s.observation.splitlines())}")
         if s.answer is not None:
             lines.append(f"  [{i}] Final Answer: {s.answer}")
     if answer is None:

@@ -158,7 +158,7 @@ def generate_answer(model: GPT, instruction: str, max_new_tokens: int = 48) -> s
 
 
 @torch.no_grad()
-def greedy_starts_with(model: GPT, items: list[tuple[str, str]], batch_size: int = 32
+def greedy_starts_with(model: GPT, items: list[tuple[str, str]], batch_size: int = 8
                        ) -> list[bool]:
     """For each ``(instruction, text)``: does greedy decoding begin with ``" " + text``?
 
