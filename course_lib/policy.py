@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch
 
 from . import align, data
 from .agent import Step, Tool
+from .checkpoint import atomic_write, atomic_write_text
 from .models import GPT, WEIGHTS_DIR, sha256_file
 from .pretrained import load_pretrained
 from .rag.chunking import contextual_chunks, sentence_spans
@@ -398,18 +397,6 @@ def train_policy(name: str = "ch7-reader", steps: int | None = None, seed: int =
     return model, history
 
 
-def _write_atomic(path: Path, write) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-        tmp = f.name
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_policy(model: GPT, history, name: str, out_dir: str | Path, seconds: float,
                 device: str = "cpu") -> dict:
     """Write ``<name>.safetensors`` and its record (sha256, settings, loss curve), each
@@ -420,7 +407,7 @@ def save_policy(model: GPT, history, name: str, out_dir: str | Path, seconds: fl
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _write_atomic(weights, lambda tmp: save_file(state, tmp))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
     run = RUNS[name]
     record = {"name": name, "base": "tiny-gpt", "block_size": BLOCK, "chunking": CHUNKING,
               "tasks": run["tasks"], "reads": run["reads"], "lr": run["lr"],
@@ -430,8 +417,7 @@ def save_policy(model: GPT, history, name: str, out_dir: str | Path, seconds: fl
               "sha256": sha256_file(weights),
               "how_made": f"python -m course_lib.policy --run {name} --out {out_dir}"}
     meta = out_dir / f"{name}.json"
-    _write_atomic(meta, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n",
-                                                         encoding="utf-8"))
+    atomic_write_text(meta, json.dumps(record, indent=1) + "\n")
     return record
 
 
