@@ -215,7 +215,7 @@ def test_the_reader_answers_from_context_and_cites(model):
         cited += cite == pos + 1
     closed = sum(P.parse_cited(P.generate_answer(model, P.read_prompt(q["question"], [])))[0]
                  == q["answer"] for q in questions[:40])
-    # measured on the shipped reader: 26 of 40 right and cited, 1 of 40 closed-book
+    # measured on the shipped reader: 26 of 40 right and cited, 4 of 40 closed-book
     assert right >= 22 and cited >= 15 and closed <= 6, (right, cited, closed)
 
 
