@@ -14,8 +14,8 @@ import torch
 from .align import encode_chat
 
 __all__ = ["perplexity", "normalize_answer", "exact_match", "greedy_answers_match",
-           "choice_logprobs", "multiple_choice_accuracy", "pairwise_judge", "win_rate",
-           "ngrams", "ngram_contamination"]
+           "greedy_matches", "choice_logprobs", "multiple_choice_accuracy", "pairwise_judge",
+           "win_rate", "ngrams", "ngram_contamination"]
 
 
 @torch.no_grad()
@@ -85,18 +85,27 @@ def greedy_answers_match(model, tokenizer, examples: list[dict], batch_size: int
     """
     if not examples:
         raise ValueError("greedy_answers_match: examples is empty")
+    seqs = [encode_chat(tokenizer, e["instruction"], e["response"]) for e in examples]
+    return greedy_matches(model, seqs, batch_size)
+
+
+@torch.no_grad()
+def greedy_matches(model, seqs: list[tuple[list[int], int]], batch_size: int = 64
+                   ) -> list[bool]:
+    """For each encoded ``(ids, n_prompt)``: is every token after the prompt the model's
+    argmax given the tokens before it? That is, does greedy decoding from ``ids[:n_prompt]``
+    write ``ids[n_prompt:]``? One teacher-forced forward pass per batch."""
     was_training = model.training
     model.eval()
     out = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start: start + batch_size]
-        seqs = [encode_chat(tokenizer, e["instruction"], e["response"]) for e in chunk]
-        t = max(len(ids) for ids, _ in seqs) - 1
-        x = torch.zeros(len(seqs), t, dtype=torch.long)
-        for i, (ids, _) in enumerate(seqs):
+    for start in range(0, len(seqs), batch_size):
+        chunk = seqs[start: start + batch_size]
+        t = max(len(ids) for ids, _ in chunk) - 1
+        x = torch.zeros(len(chunk), t, dtype=torch.long)
+        for i, (ids, _) in enumerate(chunk):
             x[i, : len(ids) - 1] = torch.tensor(ids[:-1])
         pred = model(x)[0].argmax(dim=-1)                                # (B, T)
-        for i, (ids, n_prompt) in enumerate(seqs):
+        for i, (ids, n_prompt) in enumerate(chunk):
             want = torch.tensor(ids[n_prompt:])
             out.append(bool((pred[i, n_prompt - 1: len(ids) - 1] == want).all()))
     model.train(was_training)

@@ -28,6 +28,7 @@ import torch
 from . import align, data
 from .agent import Step, Tool
 from .checkpoint import atomic_write, atomic_write_text
+from .evaluate import greedy_matches
 from .models import GPT, WEIGHTS_DIR, sha256_file
 from .pretrained import load_pretrained
 from .rag.chunking import contextual_chunks, sentence_spans
@@ -168,27 +169,16 @@ def greedy_starts_with(model: GPT, items: list[tuple[str, str]], batch_size: int
     if not items:
         raise ValueError("greedy_starts_with: items is empty")
     tok = model.tokenizer
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(items), batch_size):
-        seqs = []
-        for instruction, text in items[start:start + batch_size]:
-            _check_str("greedy_starts_with", "text", text)
-            prompt = tok.encode(align.format_chat(instruction))
-            seqs.append((prompt + tok.encode(" " + text), len(prompt)))
-        t = max(len(s) for s, _ in seqs) - 1
-        if t + 1 > model.config.block_size:
-            raise ValueError(f"greedy_starts_with: {t + 1} tokens exceed the context of "
-                             f"{model.config.block_size}")
-        x = torch.zeros(len(seqs), t, dtype=torch.long)
-        for i, (s, _) in enumerate(seqs):
-            x[i, :len(s) - 1] = torch.tensor(s[:-1])
-        pred = model(x)[0].argmax(-1)
-        for i, (s, n) in enumerate(seqs):
-            out.append(bool((pred[i, n - 1:len(s) - 1] == torch.tensor(s[n:])).all()))
-    model.train(was_training)
-    return out
+    seqs = []
+    for instruction, text in items:
+        _check_str("greedy_starts_with", "text", text)
+        prompt = tok.encode(align.format_chat(instruction))
+        seqs.append((prompt + tok.encode(" " + text), len(prompt)))
+    longest = max(len(ids) for ids, _ in seqs)
+    if longest > model.config.block_size:
+        raise ValueError(f"greedy_starts_with: {longest} tokens exceed the context of "
+                         f"{model.config.block_size}")
+    return greedy_matches(model, seqs, batch_size)
 
 
 # --------------------------------------------------------------------------------------------
