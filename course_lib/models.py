@@ -445,5 +445,13 @@ def config_dict(cfg: GPTConfig) -> dict:
     return asdict(cfg)
 
 
-# The shipped checkpoints live in course_lib/pretrained.py; these names stay importable here.
-from .pretrained import PRETRAINED, load_pretrained, pretrained_files  # noqa: E402, F401
+_FROM_PRETRAINED = ("PRETRAINED", "load_pretrained", "pretrained_files")
+
+
+def __getattr__(name: str):
+    """The shipped checkpoints live in course_lib/pretrained.py; their names stay importable
+    here. Looked up on first use, so that either module can be imported first."""
+    if name in _FROM_PRETRAINED:
+        from . import pretrained
+        return getattr(pretrained, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -351,3 +351,25 @@ def test_mlm_mask_id_may_be_an_extra_token_after_the_vocabulary():
     inputs, targets = mlm_mask(idx, mask_id=10, vocab_size=10, prob=0.5, generator=g)
     assert (inputs == 10).any()                       # the appended [MASK] id is used
     assert inputs[inputs != 10].max() < 10            # random replacements stay in the vocab
+
+
+def test_every_module_imports_on_its_own():
+    # A learner's first line may be any of these: `from course_lib.pretrained import ...` once
+    # failed with a circular import. Each module is imported first in a fresh interpreter.
+    import pkgutil
+    import subprocess
+    import sys
+
+    import course_lib
+
+    names = [m.name for m in pkgutil.walk_packages(course_lib.__path__, "course_lib.")
+             if not m.name.endswith("__main__")]
+    script = ("import importlib, sys\n"
+              "for name in sys.argv[1:]:\n"
+              "    for k in [k for k in sys.modules if k.startswith('course_lib')]:\n"
+              "        del sys.modules[k]\n"
+              "    importlib.import_module(name)\n")
+    out = subprocess.run([sys.executable, "-c", script, *names], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "course_lib.pretrained" in names and len(names) > 20
