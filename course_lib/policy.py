@@ -7,7 +7,7 @@ The context is extended from 128 to ``BLOCK`` positions first (``extend_position
 agent's transcript does not fit in 128 tokens.
 
 ``python -m course_lib.policy --out course_lib/weights`` trains the two runs of ``RUNS``
-(the reader, about 8 minutes on two cores, and the agent, about 11) and writes
+(the reader, about 22 minutes on two cores, and the agent, about 17 on one) and writes
 ``<run>.safetensors`` and ``<run>.json`` (sha256, settings, the loss curve);
 ``load_policy(name)`` loads one back after checking its record and sha256.
 Taught in book/07_rag_agents.md and book/07b_agents.md.
@@ -37,16 +37,18 @@ from .train import Schedule, fit
 __all__ = ["RUNS", "BLOCK", "CHUNKING", "extend_positions", "read_prompt", "agent_prompt",
            "parse_cited", "generate_answer", "greedy_starts_with", "propositions",
            "town_passages", "town_pool", "reading_example", "retrieved_propositions",
-           "search_tool", "town_trace", "arithmetic_trace", "no_tools_example",
+           "search_tool", "town_trace", "arithmetic_trace", "no_tools_example", "copy_drills",
            "training_examples", "train_policy", "load_policy", "ModelPolicy", "main"]
 
 # The two fine-tuning runs, each shipped as weights/<name>.safetensors with a JSON record.
-# reader: reading only (three reading examples per training question). agent: reading and tool
-# traces together (one reading example per question).
+# reader: reading only (three reading examples per training question). agent: reading, tool
+# traces and copy drills together (one reading example per question); without the drills it
+# learns to choose the calculator but not to copy digits into the call.
 RUNS = {
     "ch7-reader": {"tasks": ("read",), "reads": 3, "steps": 6000, "lr": 3e-3},
-    "ch7-agent": {"tasks": ("read", "tools"), "reads": 1, "steps": 4000, "lr": 3e-3},
+    "ch7-agent": {"tasks": ("read", "tools", "copy"), "reads": 1, "steps": 5000, "lr": 1e-3},
 }
+COPY_DRILLS = 12000          # copy_drills in the agent's run
 BLOCK = 256                  # context after extend_positions (tiny-gpt was trained on 128)
 CHUNKING = (3, 1)            # sentences per chunk and overlap: what chapter 7 chose on dev
 CHAPTER_TOWN_SEED = 0        # Veldmoor, the chapter's town: never used for training
@@ -306,19 +308,56 @@ def no_tools_example(q: dict) -> dict:
             "response": f"{THOUGHT_GUESS}\nFinal Answer: {q['answer']}"}
 
 
+def _held_out_arithmetic() -> set[str]:
+    return {q["question"] for d in EVAL_ARITHMETIC_SEEDS
+            for q in data.arithmetic_questions(50, digits=d, seed=d)}
+
+
+def copy_drills(n: int, seed: int = 0) -> list[dict]:
+    """``n`` short exercises whose whole response is a copy: an expression out of a question
+    (``"What is 4821 * 9377?"`` -> ``"4821 * 9377"``) or a number out of an observation
+    (``"Observation: 45207117"`` -> ``"Final Answer: 45207117"``), numbers of 1 to 8 digits.
+    Half start with a piece of a training town's passage, so that the copy sits anywhere in
+    the context. ``tiny-gpt`` never saw a digit in pretraining and cannot copy a string it
+    has not seen before; these teach it to."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"copy_drills: n must be an int >= 0, got {n!r}")
+    rng = random.Random(seed)
+    texts = [t for s in TRAIN_SEEDS[:4] for t in town_passages(s)[0]]
+    held_out = _held_out_arithmetic()
+
+    def number():
+        return str(rng.randrange(10 ** rng.randint(1, 8)))
+
+    out = []
+    for _ in range(n):
+        a, b, op = number(), number(), rng.choice("+-*")
+        while f"What is {a} {op} {b}?" in held_out:                # never a test question
+            a, b, op = number(), number(), rng.choice("+-*")
+        text = rng.choice(texts)
+        prefix = text[:rng.randrange(len(text))] + "\n" if rng.random() < 0.5 else ""
+        if rng.random() < 0.5:
+            out.append({"instruction": f"{prefix}Question: What is {a} {op} {b}?",
+                        "response": f"{a} {op} {b}"})
+        else:
+            out.append({"instruction": f"{prefix}Observation: {a}",
+                        "response": f"Final Answer: {a}"})
+    return out
+
+
 def training_examples(seed: int = 0, tasks: tuple[str, ...] = ("read", "tools"),
                       reads: int = 1) -> list[dict]:
     """Every training example, shuffled. ``"read"``: ``reads`` reading examples per question
     (1 to 5 passages, the gold at any position) and closed-book guesses, from the towns
     ``TRAIN_SEEDS``. ``"tools"``: tool
     traces with and without tools, on those towns and on arithmetic of 1 to 6 digits that
-    avoids chapter 7's test questions."""
-    unknown = set(tasks) - {"read", "tools"}
+    avoids chapter 7's test questions. ``"copy"``: ``COPY_DRILLS`` of ``copy_drills``."""
+    unknown = set(tasks) - {"read", "tools", "copy"}
     if not tasks or unknown:
-        raise ValueError(f"training_examples: tasks must be 'read' and/or 'tools', got {tasks!r}")
+        raise ValueError("training_examples: tasks must be among 'read', 'tools' and 'copy', "
+                         f"got {tasks!r}")
     rng = random.Random(seed)
-    held_out = {q["question"] for d in EVAL_ARITHMETIC_SEEDS
-                for q in data.arithmetic_questions(50, digits=d, seed=d)}
+    held_out = _held_out_arithmetic()
     out = []
     for s in TRAIN_SEEDS:
         texts, questions = town_passages(s)
@@ -340,6 +379,8 @@ def training_examples(seed: int = 0, tasks: tuple[str, ...] = ("read", "tools"),
                 if q["question"] not in held_out:
                     out.extend(arithmetic_trace(q) if rng.random() < 0.5
                                else [no_tools_example(q)])
+    if "copy" in tasks:
+        out.extend(copy_drills(COPY_DRILLS, seed))
     rng.shuffle(out)
     return out
 
