@@ -7,7 +7,7 @@ The context is extended from 128 to ``BLOCK`` positions first (``extend_position
 agent's transcript does not fit in 128 tokens.
 
 ``python -m course_lib.policy --out course_lib/weights`` trains the two runs of ``RUNS``
-(the reader, about 22 minutes on two cores, and the agent, about 17 on one) and writes
+(the reader, about 22 minutes on two cores, and the agent, about 22 on one) and writes
 ``<run>.safetensors`` and ``<run>.json`` (sha256, settings, the loss curve);
 ``load_policy(name)`` loads one back after checking its record and sha256.
 Taught in book/07_rag_agents.md and book/07b_agents.md.
@@ -46,9 +46,9 @@ __all__ = ["RUNS", "BLOCK", "CHUNKING", "extend_positions", "read_prompt", "agen
 # learns to choose the calculator but not to copy digits into the call.
 RUNS = {
     "ch7-reader": {"tasks": ("read",), "reads": 3, "steps": 6000, "lr": 3e-3},
-    "ch7-agent": {"tasks": ("read", "tools", "copy"), "reads": 1, "steps": 5000, "lr": 1e-3},
+    "ch7-agent": {"tasks": ("read", "tools", "copy"), "reads": 1, "steps": 6000, "lr": 1e-3},
 }
-COPY_DRILLS = 12000          # copy_drills in the agent's run
+COPY_DRILLS = 18000          # copy_drills in the agent's run
 BLOCK = 256                  # context after extend_positions (tiny-gpt was trained on 128)
 CHUNKING = (3, 1)            # sentences per chunk and overlap: what chapter 7 chose on dev
 CHAPTER_TOWN_SEED = 0        # Veldmoor, the chapter's town: never used for training
@@ -259,11 +259,18 @@ def retrieved_propositions(ranked: list[int], texts: list[str], n_chunks: int = 
     return list(out.items())[:max_passages]
 
 
-def search_tool(retriever, texts: list[str], method: str = "bm25") -> Tool:
-    """The policy's search tool: the question's best propositions of the town register,
-    numbered from 1, as ``retrieved_propositions`` gives them to the reader."""
+def search_tool(retriever, texts: list[str], method: str = "bm25", max_passages: int = 2
+                ) -> Tool:
+    """The policy's search tool: the question's best ``max_passages`` propositions of the
+    town register, numbered from 1, as ``retrieved_propositions`` gives them to the reader.
+    Two by default: with the question, the call and the answer, a third passage would not
+    fit in the policy's ``BLOCK``-token context."""
+    if isinstance(max_passages, bool) or not isinstance(max_passages, int) or max_passages < 1:
+        raise ValueError(f"search_tool: max_passages must be an int >= 1, got {max_passages!r}")
+
     def search(query: str) -> str:
-        found = retrieved_propositions(retriever.rank(query, method), texts, max_passages=3)
+        found = retrieved_propositions(retriever.rank(query, method), texts,
+                                       max_passages=max_passages)
         return "\n".join(f"[{n}] {p}" for n, (p, _) in enumerate(found, 1))
 
     return Tool(name="search", description="Search the town register of Veldmoor for facts "
@@ -314,16 +321,19 @@ def _held_out_arithmetic() -> set[str]:
 
 
 def copy_drills(n: int, seed: int = 0) -> list[dict]:
-    """``n`` short exercises whose whole response is a copy: an expression out of a question
-    (``"What is 4821 * 9377?"`` -> ``"4821 * 9377"``) or a number out of an observation
-    (``"Observation: 45207117"`` -> ``"Final Answer: 45207117"``), numbers of 1 to 8 digits.
-    Half start with a piece of a training town's passage, so that the copy sits anywhere in
-    the context. ``tiny-gpt`` never saw a digit in pretraining and cannot copy a string it
-    has not seen before; these teach it to."""
+    """``n`` short exercises whose whole response is a copy, a third of each kind: an
+    expression out of a question (``"What is 4821 * 9377?"`` -> ``"4821 * 9377"``), a number
+    out of an observation that follows a question with other numbers (``"Observation:
+    45207117"`` -> ``"Final Answer: 45207117"``), and a question about a training town's
+    resident, names and all. Numbers have 1 to 8 digits. Each starts after zero to two
+    pieces of town passages, so that the copy sits anywhere in the context. ``tiny-gpt``
+    never saw a digit in pretraining and cannot copy a string it has not seen before; these
+    teach it to."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"copy_drills: n must be an int >= 0, got {n!r}")
     rng = random.Random(seed)
     texts = [t for s in TRAIN_SEEDS[:4] for t in town_passages(s)[0]]
+    town_qs = [q["question"] for s in TRAIN_SEEDS[4:8] for q in town_passages(s)[1]]
     held_out = _held_out_arithmetic()
 
     def number():
@@ -334,14 +344,20 @@ def copy_drills(n: int, seed: int = 0) -> list[dict]:
         a, b, op = number(), number(), rng.choice("+-*")
         while f"What is {a} {op} {b}?" in held_out:                # never a test question
             a, b, op = number(), number(), rng.choice("+-*")
-        text = rng.choice(texts)
-        prefix = text[:rng.randrange(len(text))] + "\n" if rng.random() < 0.5 else ""
-        if rng.random() < 0.5:
+        prefix = "".join(rng.choice(texts) + "\n" for _ in range(rng.randint(0, 2)))
+        prefix = prefix[rng.randrange(len(prefix)):] if prefix else ""
+        kind = rng.randrange(3)
+        if kind == 0:
             out.append({"instruction": f"{prefix}Question: What is {a} {op} {b}?",
                         "response": f"{a} {op} {b}"})
+        elif kind == 1:
+            c = number()
+            out.append({"instruction": f"{prefix}Question: What is {a} {op} {b}?\n"
+                                       f"Observation: {c}",
+                        "response": f"Final Answer: {c}"})
         else:
-            out.append({"instruction": f"{prefix}Observation: {a}",
-                        "response": f"Final Answer: {a}"})
+            q = rng.choice(town_qs)
+            out.append({"instruction": f"{prefix}Question: {q}", "response": q})
     return out
 
 
