@@ -209,6 +209,30 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# What decides whether a float result can be reproduced bit for bit: the CPU model (its
+# matrix-multiply kernels are chosen per model, not only per instruction set), the
+# architecture, the kernel set torch dispatches to, and the torch build.
+MACHINE_KEYS = ("cpu_model", "cpu_arch", "cpu_capability", "torch_version")
+
+
+def this_machine() -> dict[str, str]:
+    """This machine's values of ``MACHINE_KEYS``, as ``save_run`` writes them into a record."""
+    return {"cpu_model": cpu_model(), "cpu_arch": platform.machine(),
+            "cpu_capability": cpu_capability(), "torch_version": torch.__version__}
+
+
+def same_machine(record: dict, other: dict | None = None) -> bool:
+    """Can a float result of ``record`` be expected bit for bit on ``other`` (default: here)?
+
+    Only when every one of ``MACHINE_KEYS`` is recorded and equal; a record that lacks one
+    (made before the fields were written) never demands bits. Everywhere else, compare what
+    holds on every machine: losses within a tolerance, a final metric within a band.
+    """
+    other = this_machine() if other is None else other
+    return all(record.get(k) is not None and record.get(k) == other.get(k)
+               for k in MACHINE_KEYS)
+
+
 def _early_losses(meta: dict) -> list[float]:
     history = meta.get("history") or {}
     for key, step_key in (("train_loss", "step"), ("mlm_loss", "mlm_step")):
@@ -219,7 +243,7 @@ def _early_losses(meta: dict) -> list[float]:
 
 
 def compare_to_record(meta: dict, weights: str | Path, ref_meta: dict,
-                      ref_weights: str | Path) -> dict:
+                      ref_weights: str | Path | None) -> dict:
     """Does a fresh run (``meta`` + ``weights``) reproduce a record (``ref_meta``)?
 
     Bit for bit when the CPU model, architecture, kernel set and torch version all match
@@ -227,12 +251,11 @@ def compare_to_record(meta: dict, weights: str | Path, ref_meta: dict,
     the same settings, config and tokenizer, the per-step training losses of the first
     ``EARLY_STEPS`` steps within ``EARLY_RTOL`` and the final validation loss within
     ``FINAL_RTOL`` (both relative). Returns the figures (``weight_distance`` for
-    information) and ``ok``.
+    information, None without ``ref_weights``) and ``ok``.
     """
     from .models import GPTConfig
 
-    same_kernels = all(meta.get(k) == ref_meta.get(k) is not None
-                       for k in ("cpu_model", "cpu_arch", "cpu_capability", "torch_version"))
+    same_kernels = same_machine(ref_meta, meta)
     exact = meta["sha256"] == ref_meta["sha256"]
     differ = [k for k in SETTINGS if k in ref_meta and meta.get(k) != ref_meta[k]]
     if GPTConfig.from_dict(meta["config"]) != GPTConfig.from_dict(ref_meta["config"]):
@@ -245,7 +268,8 @@ def compare_to_record(meta: dict, weights: str | Path, ref_meta: dict,
         abs(meta[loss_key] - ref_meta[loss_key]) / abs(ref_meta[loss_key])
     result = {"exact": exact, "exact_required": same_kernels, "settings_differ": differ,
               "early_loss_distance": early, "final_loss_distance": final,
-              "weight_distance": 0.0 if exact else weight_distance(weights, ref_weights)}
+              "weight_distance": 0.0 if exact else None if ref_weights is None
+              else weight_distance(weights, ref_weights)}
     if same_kernels:
         result["ok"] = exact
     else:
@@ -269,8 +293,7 @@ def save_run(out_dir: str | Path | None, name: str, model: torch.nn.Module, tok,
     head = {k: record.pop(k) for k in ("name", "family", "config") if k in record}
     meta = {**head, "sha256": sha, "tokenizer_sha256": tok_sha,
             "n_params": sum(p.numel() for p in model.parameters()),
-            **record, "torch_version": torch.__version__, "cpu_model": cpu_model(),
-            "cpu_arch": platform.machine(), "cpu_capability": cpu_capability()}
+            **record, **this_machine()}
     if history is not None:
         meta["history"] = history
     meta["how_made"] = how_made

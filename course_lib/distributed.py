@@ -34,6 +34,8 @@ from .memory import optimizer_state_bytes, tensor_bytes
 
 STRATEGIES = ("single", "ddp", "fsdp")
 
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
 
 @dataclass
 class Job:
@@ -48,10 +50,14 @@ class Job:
     block_size: int = 16
     lr: float = 1e-3
     seed: int = 0
+    optimizer: str = "adamw"     # "adamw", or "sgd" (plain steps: lr times the gradient)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of "
+                             f"{tuple(OPTIMIZERS)}")
         for name in ("world_size", "steps", "batch_size", "block_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -180,7 +186,7 @@ def train_rank(job: Job, tokens: torch.Tensor, rank: int = 0) -> tuple[dict, dic
         for block in model.blocks:
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
-    opt = torch.optim.AdamW(model.parameters(), lr=job.lr)
+    opt = OPTIMIZERS[job.optimizer](model.parameters(), lr=job.lr)
     world = 1 if job.strategy == "single" else job.world_size
     rows = job.batch_size // world
     losses = []

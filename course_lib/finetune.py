@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from . import align, data, peft
+from .checkpoint import this_machine
 from .evaluate import greedy_answers_match
 from .models import WEIGHTS_DIR, load_pretrained, sha256_file
 from .quant import quantize_model
@@ -159,7 +160,7 @@ def run_all(out_dir: str | Path, names: list[str] | None = None, jobs: int = 1,
     else:
         results = [train_run(name, progress) for name in names]
     record = {"name": NAME, "base": "tiny-gpt", "batch": BATCH, "n_train": N_TRAIN,
-              "n_test": N_TEST, "torch_version": torch.__version__, "runs": {},
+              "n_test": N_TEST, **this_machine(), "runs": {},
               "how_made": f"python -m course_lib.finetune --out {out_dir}"}
     tensors: dict[str, torch.Tensor] = {}
     for name, (state, entry) in zip(names, results):

@@ -27,7 +27,7 @@ import torch
 
 from . import align, data
 from .agent import Step, Tool
-from .checkpoint import atomic_write, atomic_write_text
+from .checkpoint import atomic_write, atomic_write_text, this_machine
 from .evaluate import greedy_matches
 from .models import GPT, WEIGHTS_DIR, sha256_file
 from .pretrained import load_pretrained
@@ -459,7 +459,7 @@ def save_policy(model: GPT, history, name: str, out_dir: str | Path, seconds: fl
     record = {"name": name, "base": "tiny-gpt", "block_size": BLOCK, "chunking": CHUNKING,
               "tasks": run["tasks"], "reads": run["reads"], "lr": run["lr"],
               "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop], "steps": len(history.loss),
-              "batch": BATCH, "torch_version": torch.__version__, "device": device,
+              "batch": BATCH, **this_machine(), "device": device,
               "train_seconds": round(seconds, 1), "loss": history.loss,
               "sha256": sha256_file(weights),
               "how_made": f"python -m course_lib.policy --run {name} --out {out_dir}"}

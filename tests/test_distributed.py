@@ -113,10 +113,27 @@ def test_free_port_is_bindable():
 
 @pytest.mark.parametrize("kwargs", [{"strategy": "zero4"}, {"world_size": 0},
                                     {"batch_size": 7, "world_size": 2}, {"steps": -1},
-                                    {"lr": 0.0}, {"block_size": 1.5}])
+                                    {"lr": 0.0}, {"block_size": 1.5},
+                                    {"lr": float("nan")}, {"optimizer": "adam"},
+                                    {"optimizer": ["sgd"]}])
 def test_bad_jobs(kwargs):
     with pytest.raises(ValueError):
         D.Job(**kwargs)
+
+
+def test_an_sgd_job_takes_plain_steps():
+    """optimizer="sgd": one step moves every weight by exactly -lr times its gradient."""
+    job = D.Job(strategy="single", model=JOB, steps=1, lr=0.5, optimizer="sgd")
+    tokens = D.random_tokens(job)
+    run = D.run_distributed(job, tokens)
+    model = D.build_model(job)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = D.make_batches(job, tokens)[0]
+    model(x, y)[1].backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(run.final_state[name], start[name] - 0.5 * p.grad,
+                              rtol=0, atol=1e-6), name
+    assert any(not torch.equal(run.final_state[k], w) for k, w in start.items())
 
 
 def test_bad_run_arguments():

@@ -8,6 +8,7 @@ import torch
 
 from course_lib import finetune as F
 from course_lib import peft
+from course_lib.checkpoint import EARLY_RTOL, same_machine
 from course_lib.models import WEIGHTS_DIR, load_pretrained
 
 
@@ -65,11 +66,19 @@ def test_build_rejects_an_unknown_method():
         F.build(load_pretrained("tiny-gpt"), {"method": "magic"})
 
 
-@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX512",
-                    reason="bit-for-bit only on the CPU kernel set the runs were trained with")
-def test_a_shipped_run_regenerates_bit_for_bit(shipped):
-    """`python -m course_lib.finetune` gives the shipped tensors exactly (one cheap run)."""
-    _, states = shipped
-    state, _ = F.train_run("tenant_who-what")
-    for key, value in state.items():
-        assert torch.equal(value, states["tenant_who-what"][key]), key
+def test_a_shipped_run_regenerates(shipped):
+    """`python -m course_lib.finetune` gives the shipped run (one cheap run): its tensors bit
+    for bit on the machine the record names, elsewhere its loss at every step within
+    EARLY_RTOL (measured across kernel sets: 8.5e-7 relative; bench/portability.json).
+    Adam-trained weights are not compared across machines: a gradient whose sign rounding
+    decides moves a weight by a whole step."""
+    record, states = shipped
+    state, entry = F.train_run("tenant_who-what")
+    assert state.keys() == states["tenant_who-what"].keys()
+    if same_machine(record):
+        for key, value in state.items():
+            assert torch.equal(value, states["tenant_who-what"][key]), key
+    want = record["runs"]["tenant_who-what"]["loss"]
+    assert len(entry["loss"]) == len(want) == F.RUNS["tenant_who-what"]["steps"]
+    worst = max(abs(a - b) / abs(b) for a, b in zip(entry["loss"], want, strict=True))
+    assert worst <= (0.0 if same_machine(record) else EARLY_RTOL), worst

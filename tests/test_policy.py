@@ -11,6 +11,7 @@ import torch
 
 from course_lib import agent, align, data, rag
 from course_lib import policy as P
+from course_lib.checkpoint import EARLY_RTOL, same_machine
 from course_lib.models import GPT, WEIGHTS_DIR, GPTConfig
 from course_lib.pretrained import load_pretrained
 
@@ -216,12 +217,14 @@ def test_shipped_record_and_its_loss_curve(name):
 
 @pytest.mark.parametrize("name", sorted(P.RUNS))
 def test_training_is_the_code_that_made_the_record(name):
-    """The first steps of a rerun follow the recorded curve (not bit for bit: kernels differ
-    between CPUs), so the record was made by this code and these examples."""
+    """The first steps of a rerun follow the recorded curve, so the record was made by this
+    code and these examples: bit for bit on the machine the record names, elsewhere within
+    EARLY_RTOL (an AVX2 kernel set gives 8e-8 relative; bench/portability.json)."""
     record = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     torch.set_num_threads(1)
     _, history = P.train_policy(name, steps=3)   # the run's warm-up: the same learning rates
-    assert history.loss == pytest.approx(record["loss"][:3], abs=1e-3)
+    rtol = 0.0 if same_machine(record) else EARLY_RTOL
+    assert history.loss == pytest.approx(record["loss"][:3], rel=rtol, abs=0.0)
 
 
 def test_greedy_starts_with_agrees_with_decoding(model):
