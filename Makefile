@@ -1,6 +1,8 @@
 # All you need about LLMs: build the book, run the tests, run the benchmarks.
 #   make book    executed HTML book in _build/html (creates .venv on first use)
 #   make test    ruff + unit tests + every chapter cell by cell (nbval)
+#   make test-avx2   the same tests forced to the AVX2 kernel set on one thread
+#   make portability the spread of every glued number across kernel sets -> bench/portability.json
 #   make lab     JupyterLab with the chapters opening as notebooks
 #   make bench   wall time and peak memory of every chapter -> bench/notebooks.json
 #   make check-site  open every page of the built book in headless Chromium and check it
@@ -19,7 +21,7 @@ BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v pyth
 STAMP   := $(VENV)/.installed
 BENCH_ARGS ?=
 
-.PHONY: help install book check-site test lint lab bench clean
+.PHONY: help install book check-site test test-avx2 portability lint lab bench clean
 
 # Spelling: prose, code and tests ("vermillion": the Okabe-Ito colour; "nd": n x d; "ket": a
 # syllable of the generated town names; .txt: text snapshots keep their authors' spelling).
@@ -27,7 +29,7 @@ CODESPELL_ARGS := --skip="*.json,*.safetensors,*.bib,*.svg,*.txt" --ignore-words
 CODESPELL_PATHS := book course_lib tests tools _ext bench README.md CONTRIBUTING.md Makefile conftest.py
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# *//'
+	@sed -n '2,10p' Makefile | sed 's/^# *//'
 
 # Which torch build a new .venv gets: `auto` (the CPU build on Linux without an NVIDIA GPU, the
 # default build elsewhere), `cpu`, or `default` (PyPI's, which on Linux pulls CUDA: several GB).
@@ -78,6 +80,16 @@ check-site: $(STAMP)
 # including 5 (no tests collected), fails the target.
 test: lint
 	$(PY) -m pytest
+
+# What a learner's laptop with an older CPU gives: torch, MKL and oneDNN forced to AVX2, one
+# thread (CONTRIBUTING.md, "Exact or within a tolerance"). .ci/run runs it after `make test`.
+AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
+	OMP_NUM_THREADS=1
+test-avx2: $(STAMP)
+	$(AVX2_ENV) $(PY) -m pytest
+
+portability: $(STAMP)
+	$(PY) tools/portability.py
 
 lab: $(STAMP)
 	$(BIN)/jupytext-config \

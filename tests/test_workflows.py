@@ -48,8 +48,14 @@ def test_book_workflow_publishes_and_rebuilds_weekly():
                       if s.get("uses", "").startswith("actions/cache"))
     assert "schedule" in cache_step["if"]        # the weekly build starts from a clean cache
     tests = yaml.safe_load((REPO / ".github/workflows/tests.yml").read_text())
-    assert set(tests["jobs"]["unit"]["strategy"]["matrix"]["os"]) == {
-        "ubuntu-latest", "macos-latest", "windows-latest"}
+    suite = tests["jobs"]["suite"]
+    runs = suite["strategy"]["matrix"]["include"]
+    assert {r["os"] for r in runs} == {"ubuntu-latest", "macos-latest", "windows-latest"}
+    assert {"os": "ubuntu-latest", "kernels": "avx2-one-thread"} in runs
+    commands = [s.get("run", "") for s in suite["steps"]]
+    assert "python -m pytest -q" in commands      # the chapters too, not only tests/
+    forced = next(c for c in commands if "ATEN_CPU_CAPABILITY=avx2" in c)
+    assert "OMP_NUM_THREADS=1" in forced and "ONEDNN_MAX_CPU_ISA=AVX2" in forced
 
 
 def _pins(text: str) -> dict[str, str]:
