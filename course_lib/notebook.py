@@ -143,9 +143,8 @@ def setup(threads: int = 1, seed: int = 0) -> None:
     environment variable ``COURSE_THREADS`` overrides it (``tools/portability.py`` runs every
     chapter on 1 and 2 threads; the chapters' asserts hold on both).
     """
-    import os
-
     import logging
+    import os
     import warnings
 
     import torch
