@@ -93,14 +93,26 @@ def _check_qkv(q, k, v) -> int:
 # --------------------------------------------------------------------------------------------
 # Online softmax
 # --------------------------------------------------------------------------------------------
+def _subtractable_max(m: torch.Tensor) -> torch.Tensor:
+    """The running max to subtract before exp, with -inf (only masked entries seen so far) as 0.
+
+    A row whose tiles so far are all -inf (left padding, a masked prefix) has m = -inf, and
+    exp(-inf - (-inf)) is NaN: subtracting 0 instead gives exp(-inf) = 0 for both the tile and
+    the rescale of the (still zero) sum. Only -inf is replaced, so a NaN or +inf still makes
+    the row NaN, as in ``torch.softmax``.
+    """
+    return m.masked_fill(m == -math.inf, 0.0)
+
+
 def online_softmax(x: torch.Tensor, tile_size: int) -> tuple[torch.Tensor, list[tuple]]:
     """Softmax over the last dim of ``x``, reading it ``tile_size`` entries at a time.
 
     Keeps only a running maximum ``m`` and a running sum ``l = sum(exp(x_seen - m))``. When a
     new tile raises the maximum from ``m_old`` to ``m_new``, the old sum is rescaled by
     ``exp(m_old - m_new)``, so after the last tile ``l`` equals the full denominator.
-    Returns ``(probs, history)`` where history holds ``(m, l)`` after each tile. A NaN
-    anywhere in a row makes that row's probabilities NaN, as ``torch.softmax`` does.
+    Returns ``(probs, history)`` where history holds ``(m, l)`` after each tile; a tile of
+    only -inf (masked) entries leaves ``(-inf, 0)``. A NaN anywhere in a row, or a row that
+    is all -inf, makes that row's probabilities NaN, as ``torch.softmax`` does.
     Taught in book/04_attention.md.
     """
     _check_tensor("x", x)
@@ -113,7 +125,8 @@ def online_softmax(x: torch.Tensor, tile_size: int) -> tuple[torch.Tensor, list[
     for start in range(0, x.shape[-1], tile_size):
         tile = x[..., start : start + tile_size]
         m_new = torch.maximum(m, tile.amax(-1))  # amax and maximum both propagate NaN
-        l = l * torch.exp(m - m_new) + torch.exp(tile - m_new[..., None]).sum(-1)
+        m_ref = _subtractable_max(m_new)  # -inf - (-inf) would turn a masked tile into NaN
+        l = l * torch.exp(m - m_ref) + torch.exp(tile - m_ref[..., None]).sum(-1)
         m = m_new
         history.append((m.clone(), l.clone()))
     # The second pass only needs the two scalars per row: exp(x - m) / l.
@@ -151,7 +164,7 @@ def _forward(q, k, v, causal, block_q, block_k, scale):
             if causal and j1 - 1 > i0 + offset:  # the tile crosses the diagonal
                 s = s.masked_fill(~_block_mask(i0, i1, j0, j1, offset, q.device), -math.inf)
             m_new = torch.maximum(m, s.amax(-1))
-            m_safe = m_new.masked_fill(torch.isinf(m_new), 0.0)  # rows with nothing seen yet
+            m_safe = _subtractable_max(m_new)  # rows that have seen only masked keys so far
             p = torch.exp(s - m_safe[..., None])  # (..., Br, Bc)
             rescale = torch.exp(m - m_safe)  # shrinks the old sum when the max grows
             l = rescale * l + p.sum(-1)

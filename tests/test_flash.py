@@ -61,6 +61,44 @@ def test_online_softmax_survives_large_logits():
     torch.testing.assert_close(probs, torch.softmax(x, -1))
 
 
+# A softmax row whose first tile is all -inf (left padding, a masked prefix) must not poison
+# the running sum: the rescale exp(m_old - m_new) is exp(-inf - (-inf)) = NaN unless guarded.
+NEG = float("-inf")
+MASKED_PREFIX_ROWS = torch.tensor(
+    [
+        [NEG, NEG, NEG, 1.0, 3.0, -2.0, 0.5],  # three padding positions on the left
+        [NEG, NEG, NEG, NEG, NEG, NEG, 4.0],  # everything but the last key is padding
+        [NEG, 2.0, NEG, NEG, NEG, NEG, 1.0],  # -inf tiles after a finite entry
+        [0.5, 1.0, -1.0, 2.0, 0.0, 3.0, -3.0],  # no mask at all, for contrast
+    ]
+)
+
+
+@pytest.mark.parametrize("tile_size", [1, 2, 3, 4, 7, 8])
+def test_online_softmax_with_a_masked_first_tile_equals_torch_softmax(tile_size):
+    probs, history = flash.online_softmax(MASKED_PREFIX_ROWS, tile_size=tile_size)
+    expected = torch.softmax(MASKED_PREFIX_ROWS, -1)
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
+    # A tile that has seen only -inf leaves the running state at (m, l) = (-inf, 0).
+    m_first, l_first = history[0]
+    if tile_size <= 3:
+        assert m_first[0].item() == NEG and l_first[0].item() == 0.0
+
+
+def test_online_softmax_masked_prefix_keeps_nan_and_fully_masked_rows_as_torch():
+    x = torch.tensor(
+        [
+            [NEG, NEG, float("nan"), 1.0, 2.0],  # a genuine NaN after the padding: NaN row
+            [NEG, NEG, NEG, NEG, NEG],  # fully masked: torch.softmax gives NaN
+            [NEG, NEG, 1.0, 2.0, 3.0],
+        ]
+    )
+    probs, _ = flash.online_softmax(x, tile_size=2)
+    expected = torch.softmax(x, -1)
+    assert probs[:2].isnan().all() and expected[:2].isnan().all()
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0, equal_nan=True)
+
+
 # ------------------------------------------------------------------ forward exactness
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
@@ -106,6 +144,56 @@ def test_queries_that_see_no_key_get_zeros():
     assert torch.isfinite(out).all()
     assert (out[:, :6] == 0).all()  # queries at positions -6..-1 see nothing
     torch.testing.assert_close(out[:, 6:], _reference(q[:, 6:], k, v, True), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("block_q,block_k", [(4, 4), (4, 1), (5, 2), (16, 16)])
+def test_causal_rows_that_see_no_key_yet_forward_and_backward_match_torch(block_q, block_k):
+    # 10 queries over 4 keys, causal: the first 6 queries see nothing, so a query tile that
+    # straddles query 6 mixes fully masked rows with rows that see only the first few keys.
+    q, k, v = _qkv(2, 2, n_q=10, n_k=4, d=8)
+    d_out = torch.randn(2, 2, 10, 8, generator=torch.Generator().manual_seed(1))
+    outs, grads = [], []
+    for fn in (
+        lambda a, b, c: flash.flash_attention(
+            a, b, c, causal=True, block_q=block_q, block_k=block_k
+        ),
+        lambda a, b, c: _torch_sdpa(a, b, c, True),  # torch also gives zeros where none seen
+    ):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(d_out)
+        outs.append(out)
+        grads.append([t.grad for t in leaves])
+    assert (outs[0][..., :6, :] == 0).all()
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
+    for ours, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+
+
+def test_first_key_block_scored_minus_inf_matches_torch_forward_and_backward():
+    # flash_attention takes no mask argument, so a query whose first block_k keys are all
+    # masked comes from keys that score -inf: k = -inf against a strictly positive q.
+    gen = torch.Generator().manual_seed(0)
+    q = torch.rand(2, 6, 4, generator=gen) + 0.1
+    k = torch.randn(2, 12, 4, generator=gen)
+    v = torch.randn(2, 12, 3, generator=gen)
+    k[:, :4] = float("-inf")  # the whole first key block of 4
+    results = []
+    for fn in (
+        lambda a, b, c: flash.flash_attention(a, b, c, block_q=2, block_k=4),
+        lambda a, b, c: _math_sdpa(a, b, c),
+    ):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.sum().backward()
+        results.append([out, *(t.grad for t in leaves)])
+    (out, dq, dk, dv), (expected, dq_ref, dk_ref, dv_ref) = results
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dk, dk_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dv, dv_ref, atol=1e-6, rtol=0)
+    # dq = dS @ k meets 0 * -inf in the masked keys, in torch's autograd as in ours.
+    torch.testing.assert_close(dq, dq_ref, atol=1e-6, rtol=0, equal_nan=True)
 
 
 def test_bf16_input_accumulates_in_fp32():
