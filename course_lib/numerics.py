@@ -380,14 +380,18 @@ def float_bits(x: float, fmt: str | FloatFormat, saturate: bool | None = None) -
 def spacing(x, fmt: str | FloatFormat) -> torch.Tensor:
     """Gap between ``|x|`` (rounded to ``fmt``) and the next larger representable magnitude.
 
-    NaN where ``x`` (rounded) is NaN or infinite: there is no next number to measure to.
+    Positive whatever the sign of ``x``, and equal to ``numpy.spacing(abs(x))`` in fp16 and
+    fp32: at +0 and -0 it is the smallest subnormal. At the largest finite value it is that
+    binade's gap, ``2**(emax - man_bits)``, where numpy gives inf (its next float). NaN where
+    ``x`` (rounded) is NaN or infinite: there is no next number to measure to.
     """
     f = get_format(fmt)
     xt, _ = _as_float64(x)
     a = round_to(xt.abs(), f, saturate=False)
     finite = torch.isfinite(a)
     _, e = torch.frexp(torch.where(finite, a, torch.zeros_like(a)))
-    e = (e - 1).clamp(min=f.emin)
+    # frexp puts 0 at exponent 0, which the clamp would keep; zero lies in the subnormal binade.
+    e = torch.where(a == 0, f.emin, e - 1).clamp(min=f.emin)
     gap = torch.ldexp(torch.ones_like(a), (e - f.man_bits).to(torch.float64))
     return torch.where(finite, gap, torch.full_like(gap, math.nan))
 

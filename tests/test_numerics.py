@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -191,6 +192,55 @@ def test_spacing_and_representable_values():
     vals = numerics.representable_values("fp8_e4m3")
     assert len(vals) == 127 and vals[-1] == 448.0
     assert torch.all(vals[1:] > vals[:-1])
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_spacing_at_zero_is_the_smallest_subnormal(fmt):
+    tiny = FORMATS[fmt].smallest_subnormal
+    assert float(numerics.spacing(0.0, fmt)) == tiny
+    assert float(numerics.spacing(-0.0, fmt)) == tiny
+    # a value that rounds to zero in fmt is measured from that zero
+    gaps = numerics.spacing(torch.tensor([0.0, -0.0, tiny / 4, -tiny / 4]), fmt)
+    assert gaps.tolist() == [tiny] * 4
+    # ... and the gap from zero is the one the format's own values show
+    if FORMATS[fmt].total_bits <= 16:
+        assert numerics.representable_values(fmt)[1].item() == tiny
+
+
+def _spacing_probe_values(dtype) -> np.ndarray:
+    """Zeros, subnormals, the normal edge, powers of two, random magnitudes; both signs."""
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(0)
+    edges = [0.0, info.smallest_subnormal, 3 * info.smallest_subnormal,
+             info.smallest_normal - info.smallest_subnormal, info.smallest_normal,
+             0.5, 1.0, 1.5, 2.0, 3.0, 1000.0, float(info.max) / 2]
+    powers = [2.0**e for e in range(int(info.minexp) - 2, int(info.maxexp))]
+    magnitudes = 10.0 ** rng.uniform(math.log10(float(info.smallest_subnormal)),
+                                     math.log10(float(info.max)) - 0.01, 500)
+    values = np.concatenate([edges, powers, magnitudes]).astype(dtype)
+    return np.concatenate([values, -values])
+
+
+@pytest.mark.parametrize("fmt,dtype", [("fp16", np.float16), ("fp32", np.float32)])
+def test_spacing_matches_numpy_spacing(fmt, dtype):
+    values = _spacing_probe_values(dtype)
+    assert np.signbit(values[values == 0]).any()  # -0.0 is among them
+    ours = numerics.spacing(torch.from_numpy(values.astype(np.float64)), fmt).numpy()
+    # The course's gap is measured from |x| upward; numpy's sign follows x (and for negative
+    # float16 powers of two it measures toward zero), so compare with numpy at |x|.
+    expected = np.spacing(np.abs(values)).astype(np.float64)
+    np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("fmt,dtype", [("fp16", np.float16), ("fp32", np.float32)])
+def test_spacing_at_the_largest_finite_value_is_the_top_binades_gap(fmt, dtype):
+    top = np.finfo(dtype).max
+    below = np.nextafter(top, dtype(0))
+    # numpy says inf (its next float is inf); the course keeps the gap of the top binade,
+    # the one that sets where rounding overflows: max + gap / 2.
+    gap = float(np.spacing(below))
+    assert gap == 2.0 ** (FORMATS[fmt].emax - FORMATS[fmt].man_bits)
+    assert numerics.spacing(torch.tensor([float(top), -float(top)]), fmt).tolist() == [gap] * 2
 
 
 def test_int_bits_twos_complement():
