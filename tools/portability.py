@@ -43,6 +43,10 @@ KERNELS = {
 CONFIGS = {f"{k}-{t}t": {**env, "OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t),
                          "OPENBLAS_NUM_THREADS": str(t), "COURSE_THREADS": str(t)}
            for k, env in KERNELS.items() for t in (1, 2)}
+# The first config once more: a number that differs between two identical runs is a timing
+# (or other run-to-run noise), not a float result, and is reported apart.
+REPEAT = ("native-1t", "native-1t-again")
+CONFIGS[REPEAT[1]] = CONFIGS[REPEAT[0]]
 TO_RECORD = "(max rel. to record)"   # a probe that is already a distance to a record
 NUMBER = re.compile(r"^[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?%?$")
 
@@ -197,14 +201,21 @@ def summarise(runs: list[dict], machine: dict) -> dict:
             "glued": {k: spread({r["config"]: r["notebooks"][path]["glued"][k] for r in seen
                                  if k in r["notebooks"][path]["glued"]}) for k in keys},
         }
+    for nb in report["notebooks"].values():
+        for entry in nb["glued"].values():
+            values = entry["values"]
+            if all(c in values for c in REPEAT):
+                entry["run_to_run"] = values[REPEAT[0]] != values[REPEAT[1]]
     moved = [(e["max_rel_diff"], f"{p}::{k}") for p, nb in report["notebooks"].items()
-             for k, e in nb["glued"].items() if e.get("max_rel_diff")]
+             for k, e in nb["glued"].items() if e.get("max_rel_diff") and not e.get("run_to_run")]
     moved += [(e["max_rel_diff"], f"probe::{k}") for k, e in report["probes"].items()
               if e.get("max_rel_diff")]
     report["most_sensitive"] = [{"quantity": q, "max_rel_diff": d}
                                 for d, q in sorted(moved, reverse=True)[:25]]
     report["text_that_differs"] = [f"{p}::{k}" for p, nb in report["notebooks"].items()
                                    for k, e in nb["glued"].items() if e.get("agree") is False]
+    report["run_to_run"] = [f"{p}::{k}" for p, nb in report["notebooks"].items()
+                            for k, e in nb["glued"].items() if e.get("run_to_run")]
     return report
 
 

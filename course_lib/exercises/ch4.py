@@ -17,7 +17,9 @@ def online_softmax(x: torch.Tensor, tile: int) -> torch.Tensor:
     for start in range(0, x.numel(), tile):
         chunk = x[start:start + tile]
         m_new = torch.maximum(m, chunk.max())
-        s = s * torch.exp(m - m_new) + torch.exp(chunk - m_new).sum()   # rescale the old sum
+        # a row that has seen only -inf (masked keys) so far: subtract 0, not -inf - -inf = NaN
+        shift = torch.where(m_new == float("-inf"), 0.0, m_new)
+        s = s * torch.exp(m - shift) + torch.exp(chunk - shift).sum()   # rescale the old sum
         m = m_new
     return torch.exp(x - m) / s
 
@@ -29,7 +31,9 @@ register(Exercise(
             "`tile` entries that keeps a running maximum m and a running sum s of exp(x - m); "
             "when m grows, rescale s. Then return exp(x - m) / s. It must equal "
             "torch.softmax(x, 0). Raise ValueError for tile < 1."),
-    hint="When the max moves from m to m_new, the old sum must be multiplied by exp(m - m_new).",
+    hint=("When the max moves from m to m_new, the old sum must be multiplied by "
+          "exp(m - m_new). While every score so far is -inf (masked), m - m_new is "
+          "-inf - (-inf) = NaN: subtract 0 instead."),
     reference=online_softmax, atol=1e-6, rtol=1e-5,
     cases=lambda: [
         Case((torch.tensor([1.0, 2.0, 3.0, 4.0]), 1), note="an increasing row, tile 1"),
@@ -37,6 +41,8 @@ register(Exercise(
         Case((randn(10, seed=7, scale=5.0), 3), note="tiles that do not divide the length"),
         Case((randn(8, seed=8), 8), note="one tile"),
         Case((torch.tensor([100.0, 101.0, 99.0, 102.0]), 2), note="large scores"),
+        Case((torch.tensor([float("-inf")] * 3 + [0.5, 2.0, -1.0]), 2),
+             note="a masked first tile (left padding): -inf scores before the real ones"),
     ],
     bad_cases=lambda: [Case((torch.tensor([1.0, 2.0]), 0), note="tile 0")],
 ))
