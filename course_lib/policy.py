@@ -35,10 +35,11 @@ from .rag.chunking import contextual_chunks, sentence_spans
 from .train import Schedule, fit
 
 __all__ = ["RUNS", "BLOCK", "CHUNKING", "extend_positions", "read_prompt", "agent_prompt",
-           "parse_cited", "generate_answer", "greedy_starts_with", "propositions",
-           "town_passages", "town_pool", "reading_example", "retrieved_propositions",
-           "search_tool", "town_trace", "arithmetic_trace", "no_tools_example", "copy_drills",
-           "training_examples", "train_policy", "load_policy", "ModelPolicy", "main"]
+           "parse_cited", "generate_answer", "greedy_starts_with", "greedy_written",
+           "propositions", "town_passages", "town_pool", "reading_example",
+           "retrieved_propositions", "search_tool", "town_trace", "arithmetic_trace",
+           "no_tools_example", "copy_drills", "training_examples", "train_policy", "load_policy",
+           "ModelPolicy", "main"]
 
 # The two fine-tuning runs, each shipped as weights/<name>.safetensors with a JSON record.
 # reader: reading only (three reading examples per training question). agent: reading, tool
@@ -181,6 +182,46 @@ def greedy_starts_with(model: GPT, items: list[tuple[str, str]], batch_size: int
         raise ValueError(f"greedy_starts_with: {longest} tokens exceed the context of "
                          f"{model.config.block_size}")
     return greedy_matches(model, seqs, batch_size)
+
+
+@torch.no_grad()
+def greedy_written(model: GPT, items: list[tuple[str, str]], batch_size: int = 8) -> list[str]:
+    """For each ``(instruction, text)``: how much of ``" " + text`` greedy decoding writes
+    before it first departs from it (the leading space dropped); ``text`` itself when it
+    writes all of it.
+
+    The same teacher-forced pass as ``greedy_starts_with``, read token by token: so one pass
+    over ``"answer [k]"`` says both whether the answer comes out and whether the citation
+    follows it.
+    """
+    if not items:
+        raise ValueError("greedy_written: items is empty")
+    tok = model.tokenizer
+    seqs = []
+    for instruction, text in items:
+        _check_str("greedy_written", "text", text)
+        prompt = tok.encode(align.format_chat(instruction))
+        seqs.append((prompt + tok.encode(" " + text), len(prompt)))
+    longest = max(len(ids) for ids, _ in seqs)
+    if longest > model.config.block_size:
+        raise ValueError(f"greedy_written: {longest} tokens exceed the context of "
+                         f"{model.config.block_size}")
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(seqs), batch_size):
+        chunk = seqs[start: start + batch_size]
+        x = torch.zeros(len(chunk), max(len(ids) for ids, _ in chunk) - 1, dtype=torch.long)
+        for i, (ids, _) in enumerate(chunk):
+            x[i, : len(ids) - 1] = torch.tensor(ids[:-1])
+        pred = model(x)[0].argmax(dim=-1)                                # (B, T)
+        for i, (ids, n_prompt) in enumerate(chunk):
+            want = torch.tensor(ids[n_prompt:])
+            same = (pred[i, n_prompt - 1: len(ids) - 1] == want).long()
+            n = int(same.cumprod(0).sum())                    # tokens written before a miss
+            out.append(tok.decode(ids[n_prompt: n_prompt + n]).removeprefix(" "))
+    model.train(was_training)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

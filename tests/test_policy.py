@@ -242,6 +242,11 @@ def test_greedy_starts_with_agrees_with_decoding(model):
         said = P.generate_answer(model, instruction)
         assert ok == said.startswith(text), (text, said)
     assert got[0::3] == [True] * 12 and got[1::3] == [False] * 12
+    written = P.greedy_written(model, items)     # how much of each text greedy writes
+    for (instruction, text), ok, w in zip(items, got, written):
+        said = P.generate_answer(model, instruction)
+        assert (w == text) == ok and text.startswith(w) and said.startswith(w), (text, w, said)
+    assert written[1::3] == [t for _, t in items[0::3]]   # all but the stray "x"
 
 
 def test_the_reader_answers_from_context_and_cites(model):
@@ -285,6 +290,10 @@ def test_policy_inputs_are_checked(model):
         P.greedy_starts_with(model, [])
     with pytest.raises(ValueError, match="text"):
         P.greedy_starts_with(model, [("Q?", "")])
+    with pytest.raises(ValueError, match="empty"):
+        P.greedy_written(model, [])
+    with pytest.raises(ValueError, match="text"):
+        P.greedy_written(model, [("Q?", "")])
     with pytest.raises(ValueError, match="reserved chat token"):
         P.generate_answer(model, "a\x03b")
 

@@ -43,16 +43,36 @@ def test_batching_does_not_change_embeddings(reference):
 
 def test_padding_matters_so_the_test_can_fail(reference):
     """Pooling over padding too (a plausible bug) is caught: far outside 1e-5."""
-    model, tok = minilm.load_minilm()
-    enc = tok(TEXTS[:3], padding=True, return_tensors="pt")
-    hidden = model(enc["input_ids"], enc["attention_mask"].bool())
+    model, _ = minilm.load_minilm()
+    ids, pad_mask = minilm.tokenize(TEXTS[:3])
+    hidden = model(ids, pad_mask)
     wrong = torch.nn.functional.normalize(hidden.mean(dim=1), dim=-1)
     assert (wrong - reference[:3]).abs().max().item() > 1e-2
     unnormalised = minilm.minilm_embed(TEXTS[:1], normalize=False)
     assert abs(unnormalised.norm().item() - 1) > 1e-2
 
 
+def test_tokenize_matches_transformers():
+    """The `tokenizers` path gives transformers' ids and mask, padding and truncation included."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(minilm.model_dir()))
+    for max_length in (minilm.MAX_SEQ_LENGTH, 16):
+        ref = hf(TEXTS, padding=True, truncation=True, max_length=max_length,
+                 return_tensors="pt")
+        ids, pad_mask = minilm.tokenize(TEXTS, max_length)
+        assert torch.equal(ids, ref["input_ids"])
+        assert torch.equal(pad_mask, ref["attention_mask"].bool())
+    assert minilm.tokenize(TEXTS)[0].shape == (len(TEXTS), minilm.MAX_SEQ_LENGTH)
+
+
 def test_bad_input():
+    with pytest.raises(TypeError, match="tokenize: texts"):
+        minilm.tokenize("a single string")
+    with pytest.raises(TypeError, match="every text"):
+        minilm.tokenize(["ok", None])
+    with pytest.raises(ValueError, match="max_length"):
+        minilm.tokenize(["ok"], max_length=1)
     with pytest.raises(TypeError, match="texts must be a list"):
         minilm.minilm_embed("a single string")
     with pytest.raises(ValueError, match="texts is empty"):

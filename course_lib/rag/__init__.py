@@ -23,17 +23,18 @@ from course_lib.rag.dense import (
     embed,
     embed_with_tokens,
     maxsim,
-    minilm,
     token_vectors,
 )
 from course_lib.rag.metrics import mrr, ndcg_at_k, recall_at_k, reciprocal_rank_fusion
 from course_lib.rag.pipeline import Retriever, looks_injected, read_answer, word_overlap
 from course_lib.rag.sparse import BM25, tokenize
+from course_lib.rag.store import BOOK_STORE, stored_embeddings, text_key, write_store
 
 __all__ = [
     "Chunk", "chunk_text", "contextual_chunks", "sentence_spans", "word_spans", "BM25",
-    "tokenize", "DenseIndex", "embed", "embed_with_tokens", "minilm", "token_vectors", "maxsim",
+    "tokenize", "DenseIndex", "embed", "embed_with_tokens", "token_vectors", "maxsim",
     "reciprocal_rank_fusion", "recall_at_k", "mrr", "ndcg_at_k", "Retriever", "read_answer",
     "word_overlap", "looks_injected", "Passage", "pydoc_passages",
-    "book_passages", "PYDOC_QUESTIONS", "BOOK_QUESTIONS",
+    "book_passages", "PYDOC_QUESTIONS", "BOOK_QUESTIONS", "BOOK_STORE", "stored_embeddings",
+    "text_key", "write_store",
 ]

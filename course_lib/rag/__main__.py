@@ -1,7 +1,10 @@
 """Ask this book: ``python -m course_lib.rag ask "How does LoRA work?"``.
 
 Prints the best passages of the course's chapter sources, each with its chapter file and
-section title. Taught in book/07_rag_agents.md, "Ask this book".
+section title. The dense methods take the passages' vectors from the shipped store
+(``course_lib/weights/book-minilm.safetensors``) and embed only passages edited since;
+``python -m course_lib.rag index`` embeds the whole book again and rewrites the store.
+Taught in book/07_rag_agents.md, "Ask this book".
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import textwrap
 
 from course_lib.rag.corpora import book_passages
 from course_lib.rag.pipeline import METHODS, Retriever
+from course_lib.rag.store import BOOK_STORE, stored_embeddings, write_store
 
 
 def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None) -> list[dict]:
@@ -19,7 +23,9 @@ def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None) -> lis
     if not isinstance(question, str) or not question.strip():
         raise ValueError("ask: question must be a non-empty str")
     passages = book_passages(book_dir)
-    retriever = Retriever([f"{p.title}\n{p.text}" for p in passages], dense=method != "bm25")
+    texts = [f"{p.title}\n{p.text}" for p in passages]
+    embeddings = None if method == "bm25" else stored_embeddings(texts)[0]
+    retriever = Retriever(texts, dense=False, embeddings=embeddings)
     return [{"file": passages[i].source, "section": passages[i].title,
              "text": passages[i].text} for i in retriever.rank(question, method, k)]
 
@@ -33,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     p_ask.add_argument("-k", type=int, default=3, help="how many passages (default 3)")
     p_ask.add_argument("--method", choices=METHODS, default="hybrid")
     p_ask.add_argument("--book-dir", default=None, help="folder of chapter sources")
+    p_index = sub.add_parser("index", help="embed the book's passages and rewrite the store")
+    p_index.add_argument("--book-dir", default=None, help="folder of chapter sources")
+    p_index.add_argument("--out", default=str(BOOK_STORE), help="the store to write")
     args = parser.parse_args(argv)
+    if args.command == "index":
+        texts = [f"{p.title}\n{p.text}" for p in book_passages(args.book_dir)]
+        record = write_store(texts, args.out, how_made="python -m course_lib.rag index")
+        print(f"wrote {args.out}: {record['n_texts']} passages, sha256 {record['sha256'][:12]}")
+        return 0
     if args.k < 1:
         parser.error("-k must be >= 1")
     for rank, hit in enumerate(ask(args.question, args.k, args.method, args.book_dir), 1):

