@@ -34,6 +34,11 @@ from .train import Schedule, fit
 NAME = "ch5-finetune"
 BATCH = 16
 N_TRAIN, N_TEST = 5000, 300
+# How many steps of a shipped run's loss curve a rerun elsewhere (another CPU, kernel set or
+# thread count) must follow within checkpoint.EARLY_RTOL. Later, the paths drift apart: with
+# generic kernels a LoRA run at lr 0.005 is 1.2e-5 (relative) off its record by step 46, and
+# 7e-7 at most over the first 25 steps (bench/portability.json).
+REPLAY_STEPS = 20
 ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
 PROMPT_INIT = "Answer the question about the story in one word."
 TENANTS = {"who-what": ("name", "animal", "object"), "where-how": ("colour", "place", "mood")}

@@ -67,11 +67,11 @@ def test_build_rejects_an_unknown_method():
 
 
 def test_a_shipped_run_regenerates(shipped):
-    """`python -m course_lib.finetune` gives the shipped run (one cheap run): its tensors bit
-    for bit on the machine the record names, elsewhere its loss at every step within
-    EARLY_RTOL (measured across kernel sets: 8.5e-7 relative; bench/portability.json).
-    Adam-trained weights are not compared across machines: a gradient whose sign rounding
-    decides moves a weight by a whole step."""
+    """`python -m course_lib.finetune` gives the shipped run (one cheap run): its tensors and
+    every loss bit for bit on the machine the record names, elsewhere the first REPLAY_STEPS
+    losses within EARLY_RTOL (the largest spread measured across kernel sets and threads is in
+    bench/portability.json). Adam-trained weights are not compared across machines: a gradient
+    whose sign rounding decides moves a weight by a whole step."""
     record, states = shipped
     state, entry = F.train_run("tenant_who-what")
     assert state.keys() == states["tenant_who-what"].keys()
@@ -80,5 +80,8 @@ def test_a_shipped_run_regenerates(shipped):
             assert torch.equal(value, states["tenant_who-what"][key]), key
     want = record["runs"]["tenant_who-what"]["loss"]
     assert len(entry["loss"]) == len(want) == F.RUNS["tenant_who-what"]["steps"]
-    worst = max(abs(a - b) / abs(b) for a, b in zip(entry["loss"], want, strict=True))
-    assert worst <= (0.0 if same_machine(record) else EARLY_RTOL), worst
+    if same_machine(record):
+        assert entry["loss"] == want
+    steps = F.REPLAY_STEPS
+    worst = max(abs(a - b) / abs(b) for a, b in zip(entry["loss"][:steps], want[:steps]))
+    assert worst <= EARLY_RTOL, worst
