@@ -70,6 +70,7 @@ def test_snapshot_and_notice():
 def test_snapshot_regenerates(tmp_path):
     n = corpora.build_pydoc_snapshot(tmp_path / "t.txt")
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == corpora.pydoc_text("all")
+    assert (tmp_path / "t.index.json").read_text() == corpora.PYDOC_INDEX.read_text()
     assert n == len(corpora.pydoc_text("all"))
 
 
@@ -141,3 +142,23 @@ def test_full_regeneration(tmp_path):
         assert again["sha256"] == shipped["sha256"]
     else:
         assert math.isclose(again["val_loss"], shipped["val_loss"], rel_tol=1e-2)
+
+
+def test_pydoc_pages_come_from_the_snapshot_with_a_checked_index(tmp_path, monkeypatch):
+    """Chapter 7 retrieves from the shipped snapshot's pages, not from the running Python's
+    pydoc_data; the index that cuts the snapshot into pages is checked before use."""
+    pages = corpora.pydoc_topics()
+    assert len(pages) == 79 and "try" in pages and "if" in pages
+    assert "\n\n".join(pages[k] for k in sorted(pages)) + "\n" == corpora.pydoc_text("all")
+    assert pages["try"].startswith('The "try" statement')
+    if sys.version_info[:3] == (3, 11, 7):
+        from pydoc_data.topics import topics
+        assert pages == {k: v.strip("\n") for k, v in topics.items()}
+    index = json.loads(corpora.PYDOC_INDEX.read_text())
+    for broken in (index[:-1], [[index[0][0], 1, index[0][2]]] + index[1:],
+                   [index[1]] + index[1:], [["try", "0", 5]] + index[1:]):
+        path = tmp_path / "index.json"
+        path.write_text(json.dumps(broken))
+        monkeypatch.setattr(corpora, "PYDOC_INDEX", path)
+        with pytest.raises(ValueError, match="pydoc_topics"):
+            corpora.pydoc_topics()

@@ -29,11 +29,14 @@ class Passage:
 
 def pydoc_passages(max_chars: int = 400) -> list[Passage]:
     """One passage per topic of the Python documentation that ships with CPython
-    (``pydoc_data.topics``, what ``help("try")`` prints): the topic's opening ``max_chars``
+    (``pydoc_data.topics``, what ``help("try")`` prints, from the course's snapshot of Python
+    3.11.7, so another Python gives the same corpus): the topic's opening ``max_chars``
     characters, cut at a sentence or line where possible."""
-    if not isinstance(max_chars, int) or max_chars < 50:
+    if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 50:
         raise ValueError(f"pydoc_passages: max_chars must be an int >= 50, got {max_chars!r}")
-    from pydoc_data.topics import topics
+    from course_lib.corpora import pydoc_topics
+
+    topics = pydoc_topics()
 
     out = []
     for key in sorted(topics):
