@@ -297,3 +297,28 @@ def test_ask_runs_as_a_module_and_rejects_bad_k():
     bad = subprocess.run([sys.executable, "-m", "course_lib.rag", "ask", "x", "-k", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "-k" in bad.stderr
+
+
+def test_book_index_drops_code_and_keeps_captions():
+    from course_lib.rag.corpora import _sections
+
+    page = ("---\njupytext: x\n---\n# Title\nProse one.\n\n```\npython -m tool ask \"q?\"\n```\n"
+            "\n```{code-cell} ipython3\nx = 1\n```\n\n```{glue:figure} fig\n:name: fig-x\n"
+            "A caption.\n```\n\n:::{admonition} Note\n:class: dropdown\nBoxed prose.\n:::\n"
+            "## Next\nMore prose.\n")
+    assert list(_sections(page)) == [("Title", "Prose one.\n\nA caption.\n\nBoxed prose."),
+                                     ("Next", "More prose.")]
+
+
+def test_no_evaluation_question_leaks_into_the_book_index():
+    """The book questions measure retrieval over the book's prose; none of them (no run of six
+    words) may appear in what is indexed, as the 'Ask this book' command once did."""
+    import re
+
+    def grams(text, n=6):
+        words = re.findall(r"[a-z0-9-]+", text.lower())
+        return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+    indexed = set().union(*(grams(p.text) for p in rag.book_passages()))
+    for question, _ in rag.BOOK_QUESTIONS:
+        assert not grams(question) & indexed, question

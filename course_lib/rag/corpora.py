@@ -85,24 +85,38 @@ PYDOC_QUESTIONS = [
 ]
 
 
-def _sections(text: str):
-    """(title, prose) for each heading of a MyST notebook, code cells and front matter removed."""
+def _prose_lines(text: str):
+    """The lines of a MyST notebook a reader reads as prose: front matter, code cells and
+    plain code blocks (a shell command, a listing) are dropped; the body of a directive (a
+    figure caption, an admonition) is kept without its fences and ``:option:`` lines."""
     text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
-    text = re.sub(r"```\{code-cell\}.*?\n```", "", text, flags=re.S)
-    # directive fences and options (```{glue:figure}, :::{admonition}, :name:) are markup
-    text = re.sub(r"^(```|:::).*$|^:\w+:.*$", "", text, flags=re.M)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    title, buf = "", []
+    in_code = in_directive = False
     for line in text.splitlines():
+        fence = line.startswith("```")
+        if in_code:
+            in_code = not fence
+        elif in_directive and fence:
+            in_directive = False
+        elif fence:
+            in_directive = line.startswith("```{") and not line.startswith("```{code-cell")
+            in_code = not in_directive
+        elif not (line.startswith(":::") or re.match(r"^:\w+:", line)):
+            yield line
+
+
+def _sections(text: str):
+    """(title, prose) for each heading of a MyST notebook (see ``_prose_lines``)."""
+    title, buf = "", []
+    for line in _prose_lines(text):
         m = re.match(r"^(#{1,3})\s+(.*)", line)
         if m:
             if "".join(buf).strip():
-                yield title, "\n".join(buf).strip()
+                yield title, re.sub(r"\n{3,}", "\n\n", "\n".join(buf).strip())
             title, buf = m.group(2).strip(), []
         else:
             buf.append(line)
     if "".join(buf).strip():
-        yield title, "\n".join(buf).strip()
+        yield title, re.sub(r"\n{3,}", "\n\n", "\n".join(buf).strip())
 
 
 def book_passages(book_dir: str | Path | None = None, max_chars: int = 600) -> list[Passage]:
