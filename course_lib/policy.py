@@ -402,6 +402,24 @@ def copy_drills(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+# A reading example has between 1 and 5 passages (uniform), the gold one at a uniformly random
+# one of them: so the gold sits at [1] far more often than at [5] (gold_position_shares).
+READ_PASSAGES = (1, 5)
+
+
+def gold_position_shares(passages: tuple[int, int] = READ_PASSAGES) -> list[float]:
+    """How often training puts the gold passage at position 1, 2, ...: k passages drawn
+    uniformly from ``passages`` (inclusive), then the position uniformly among the k, so
+    ``P(j) = mean over k of [j <= k] / k``. Taught in book/07_rag_agents.md (lost in the
+    middle)."""
+    lo, hi = passages
+    if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
+        raise ValueError(f"gold_position_shares: passages must be ints 1 <= lo <= hi, got "
+                         f"{passages!r}")
+    ks = range(lo, hi + 1)
+    return [sum(1 / k for k in ks if j <= k) / len(ks) for j in range(1, hi + 1)]
+
+
 def training_examples(seed: int = 0, tasks: tuple[str, ...] = ("read", "tools"),
                       reads: int = 1) -> list[dict]:
     """Every training example, shuffled. ``"read"``: ``reads`` reading examples per question
@@ -422,7 +440,7 @@ def training_examples(seed: int = 0, tasks: tuple[str, ...] = ("read", "tools"),
         for q in questions:
             if "read" in tasks:
                 for _ in range(reads):
-                    k = rng.randint(1, 5)
+                    k = rng.randint(*READ_PASSAGES)
                     out.append(reading_example(q, pool, k, rng.randrange(k), rng))
                 if rng.random() < 0.3:
                     out.append({"instruction": read_prompt(q["question"], []),

@@ -341,3 +341,19 @@ def test_cli_writes_an_atomic_checkpoint_that_loads(tmp_path):
 
 def test_chat_tokens_are_the_templates():
     assert align.END == "\x03"   # generate_answer stops on this byte's token
+
+
+def test_gold_position_shares_match_the_training_examples():
+    """The closed form against a count of the citations the reading examples ask for."""
+    shares = P.gold_position_shares()
+    assert len(shares) == 5 and sum(shares) == pytest.approx(1.0)
+    assert shares[0] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 5)
+    assert shares[-1] == pytest.approx(1 / 25)
+    reads = [e for e in P.training_examples(seed=3, tasks=("read",)) if e["response"].endswith("]")]
+    counts = [sum(e["response"].endswith(f"[{j}]") for e in reads) for j in range(1, 6)]
+    n = len(reads)
+    for j, share in enumerate(shares):   # within 4 binomial standard deviations
+        assert abs(counts[j] / n - share) < 4 * (share * (1 - share) / n) ** 0.5, (j, counts)
+    for bad in ((0, 5), (3, 2), (1.0, 5), "15"):
+        with pytest.raises(ValueError):
+            P.gold_position_shares(bad)
