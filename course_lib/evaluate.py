@@ -1,5 +1,6 @@
 """Evaluating language models: perplexity, exact match, multiple choice by log-likelihood,
-pairwise judging and win rate, and an n-gram contamination check.
+pairwise judging and win rate, an n-gram contamination check, and the uncertainty of a score
+(Wilson interval, McNemar's test, paired bootstrap).
 
 Taught in book/05_finetuning.md (and used again in book/06_inference.md).
 """
@@ -7,15 +8,22 @@ Taught in book/05_finetuning.md (and used again in book/06_inference.md).
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import string
+from statistics import NormalDist
 
+import numpy as np
 import torch
 
 from .align import encode_chat
 
 __all__ = ["perplexity", "normalize_answer", "exact_match", "greedy_answers_match",
            "greedy_matches", "choice_logprobs", "multiple_choice_accuracy", "pairwise_judge",
-           "win_rate", "ngrams", "ngram_contamination"]
+           "win_rate", "ngrams", "ngram_contamination", "wilson_interval", "mcnemar",
+           "paired_bootstrap"]
+
+ARTICLES = frozenset({"a", "an", "the"})
 
 
 @torch.no_grad()
@@ -52,12 +60,18 @@ def perplexity(model, tokens: torch.Tensor, block_size: int | None = None,
     return math.exp(total / count)
 
 
-def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation, single spaces (the SQuAD convention for exact match)."""
+def _words(text: str, caller: str) -> list[str]:
+    """Lower-cased words of ``text`` with ASCII punctuation deleted."""
     if not isinstance(text, str):
-        raise TypeError(f"normalize_answer: expected str, got {type(text).__name__}")
-    text = text.lower().translate(str.maketrans("", "", string.punctuation))
-    return " ".join(text.split())
+        raise TypeError(f"{caller}: expected str, got {type(text).__name__}")
+    return text.lower().translate(str.maketrans("", "", string.punctuation)).split()
+
+
+def normalize_answer(text: str) -> str:
+    """The SQuAD convention for exact match: lower case, no punctuation, no articles
+    (a, an, the as whole words), single spaces. "The Fox." and "fox" are the same answer;
+    "theory" keeps its "the"."""
+    return " ".join(w for w in _words(text, "normalize_answer") if w not in ARTICLES)
 
 
 def exact_match(predictions: list[str], answers: list[str]) -> float:
@@ -187,6 +201,153 @@ def ngram_contamination(train_texts: list[str], test_texts: list[str], n: int = 
         raise ValueError("ngram_contamination: train_texts and test_texts must be non-empty")
     seen: set[tuple[str, ...]] = set()
     for text in train_texts:
-        seen |= ngrams(normalize_answer(text).split(), n)
-    flagged = [bool(ngrams(normalize_answer(t).split(), n) & seen) for t in test_texts]
+        seen |= ngrams(_words(text, "ngram_contamination"), n)
+    # articles stay: the check counts the words as written, not answer equivalence
+    flagged = [bool(ngrams(_words(t, "ngram_contamination"), n) & seen) for t in test_texts]
     return sum(flagged) / len(flagged)
+
+
+# ---- how sure is a score? -------------------------------------------------------------------
+
+MAX_COUNT = 2**53            # float64 holds every count up to here exactly
+MAX_ITEMS = 10_000_000       # items per call (80 MB as float64)
+MAX_RESAMPLES = 1_000_000    # bootstrap resamples (their means take 8 MB)
+MAX_RESAMPLE_DRAWS = 2 * 10**8   # bootstrap resamples x items: a few seconds on one core
+_DRAWS_PER_CHUNK = 2**20     # the bootstrap's index block, 8 MB at a time
+
+
+def _count(caller: str, name: str, value, low: int = 0, high: int = MAX_COUNT) -> int:
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor)
+                                                and value.dtype == torch.bool):
+        raise TypeError(f"{caller}: {name} must be an int, got a bool ({value!r})")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{caller}: {name} must be an int, got {type(value).__name__} "
+                        f"{value!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{caller}: {name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _confidence(caller: str, confidence) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        raise TypeError(f"{caller}: confidence must be a float in (0, 1), got {confidence!r}")
+    if not 0 < confidence < 1:                                      # NaN fails this too
+        raise ValueError(f"{caller}: confidence must be in (0, 1), got {confidence!r}")
+    return float(confidence)
+
+
+def _vector(caller: str, name: str, values) -> np.ndarray:
+    """``values`` as a non-empty 1-D numeric array (bool, int or float)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, np.ndarray) and values.ndim != 1:
+        raise ValueError(f"{caller}: {name} must be 1-D, got shape {values.shape}")
+    if isinstance(values, (str, bytes, dict, set, frozenset)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{caller}: {name} must be a sequence, array or tensor of numbers, "
+                        f"got {type(values).__name__}")
+    if len(values) > MAX_ITEMS:                  # before copying a huge list into an array
+        raise ValueError(f"{caller}: {name} has {len(values)} items, more than {MAX_ITEMS}")
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError) as err:               # ragged nesting
+        raise ValueError(f"{caller}: {name} must be a flat sequence of numbers ({err})") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{caller}: {name} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{caller}: {name} is empty")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{caller}: {name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _paired(caller: str, a, b, a_name: str, b_name: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _vector(caller, a_name, a), _vector(caller, b_name, b)
+    if len(a) != len(b):
+        raise ValueError(f"{caller}: {a_name} has {len(a)} items, {b_name} has {len(b)}; "
+                         f"they must score the same items")
+    return a, b
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion ``successes / n``: the ``p`` a two-sided
+    score test at this confidence does not reject. Unlike the normal (Wald) interval
+    ``p +- z sqrt(p(1-p)/n)`` it stays inside [0, 1] and is not zero-width at 0/n or n/n."""
+    n = _count("wilson_interval", "n", n, low=1)
+    successes = _count("wilson_interval", "successes", successes, high=n)
+    z = NormalDist().inv_cdf(0.5 + _confidence("wilson_interval", confidence) / 2)
+    p = successes / n
+    shrink = 1 / (1 + z * z / n)               # pulls the centre toward 1/2 by z^2 pseudo-trials
+    centre = shrink * (p + z * z / (2 * n))
+    half = shrink * z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # at 0 or n successes the bound is exactly 0 or 1; rounding must not move it
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def _fair_coin_two_sided_p(k: int, n: int) -> float:
+    """Exact two-sided p-value of ``k`` heads in ``n`` fair coin flips (n >= 1)."""
+    tail = min(k, n - k)
+    if 2 * tail == n:
+        return 1.0
+    i = torch.arange(tail + 1, dtype=torch.float64)
+    log_pmf = (math.lgamma(n + 1) - torch.lgamma(i + 1) - torch.lgamma(n - i + 1)
+               - n * math.log(2))
+    # the fair binomial is symmetric: the other tail has the same mass
+    return min(1.0, 2 * math.exp(float(torch.logsumexp(log_pmf, dim=0))))
+
+
+def mcnemar(a_correct, b_correct) -> float:
+    """Is method A's accuracy different from method B's on these items? The exact McNemar test.
+
+    ``a_correct[i]`` and ``b_correct[i]`` (bools or 0/1) say whether A and B got item ``i``
+    right. Items both got right or both got wrong say nothing about which is better; of the
+    discordant items, under "equally accurate" each is A's win with probability 1/2. Returns
+    the two-sided binomial p-value of A's wins among the discordant items (1 if there are
+    none). A small p-value says the gap is unlikely to be luck of which items were drawn;
+    it says nothing about how large the gap is.
+    """
+    a, b = _paired("mcnemar", a_correct, b_correct, "a_correct", "b_correct")
+    for name, arr in (("a_correct", a), ("b_correct", b)):
+        if arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"mcnemar: {name} must hold only bools or 0/1")
+    a, b = a.astype(bool), b.astype(bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return _fair_coin_two_sided_p(only_a, only_a + only_b)
+
+
+def paired_bootstrap(a_scores, b_scores, n: int = 10_000, seed: int = 0,
+                     confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(a - b), low, high)``: the mean per-item score difference of methods A and B on
+    the same items, and its percentile bootstrap interval.
+
+    Each of ``n`` resamples draws len(items) items with replacement and takes the mean
+    difference on them; A and B are resampled together (the same items), so what the two
+    methods have in common (an easy item is easy for both) cancels. The interval is the
+    central ``confidence`` share of the resampled means. Deterministic for a ``seed``.
+    """
+    a, b = _paired("paired_bootstrap", a_scores, b_scores, "a_scores", "b_scores")
+    n = _count("paired_bootstrap", "n", n, low=1, high=MAX_RESAMPLES)
+    seed = _count("paired_bootstrap", "seed", seed, high=2**64 - 1)
+    alpha = (1 - _confidence("paired_bootstrap", confidence)) / 2
+    diff = torch.from_numpy(a.astype(np.float64) - b.astype(np.float64))    # (items,)
+    if not torch.isfinite(diff).all():
+        raise ValueError("paired_bootstrap: a_scores and b_scores must be finite (no NaN/inf)")
+    items = len(diff)
+    if n * items > MAX_RESAMPLE_DRAWS:
+        raise ValueError(f"paired_bootstrap: n={n} resamples of {items} items is more than "
+                         f"{MAX_RESAMPLE_DRAWS} draws; lower n")
+    mean_diff = math.fsum(diff.tolist()) / items                # correctly rounded sum
+    gen = torch.Generator().manual_seed(seed)
+    rows = max(1, _DRAWS_PER_CHUNK // items)
+    means = torch.empty(n, dtype=torch.float64)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        picks = torch.randint(items, (stop - start, items), generator=gen)  # (rows, items)
+        means[start:stop] = diff[picks].mean(dim=1)
+    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
+    return mean_diff, float(low), float(high)
