@@ -10,9 +10,13 @@ execute every chapter through it, recording each chapter's peak memory against B
 2. Starts `jupyter server` from that environment on 127.0.0.1, with the chapters' folder as
    its root, and checks that JupyterLab answers.
 3. For each chapter in `_toc.yml`: starts a kernel through the server's REST API, sends every
-   code cell over the kernel's websocket, and samples the memory (PSS) of the kernel and its
-   children every 50 ms. A cell that errors fails the chapter.
-Writes bench/binder.json and prints a table; exits 1 if a chapter fails or passes 2 GB.
+   code cell over the kernel's websocket, and samples every 50 ms the memory (PSS) of the
+   server, the kernel and the kernel's children together, as Binder's container limit counts
+   them (`peak_mb`; `kernel_peak_mb` is the kernel and its children alone). A cell that errors
+   fails the chapter.
+Binder guarantees 1 GB and kills a container at 2 GB; the course's budget is 900 MB for server
+and kernel together, a margin under the guarantee for a learner on a busy node. Writes
+bench/binder.json and prints a table; exits 1 if a chapter fails or passes 900 MB.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from run_notebooks import _kernel_tree, _sum_memory, toc_notebooks  # noqa: E402
 
-BINDER_LIMIT_MB = 2048
+BINDER_GUARANTEE_MB = 1024  # what Binder promises a container; it kills at 2048 MB
+BUDGET_MB = 900            # the course's budget: server + kernel + the kernel's children
 MB = 1024 * 1024
 
 
@@ -128,7 +133,9 @@ def run_chapter(server: Server, notebook: Path, cell_timeout: float = 600) -> di
     cells = [c.source for c in nb.cells if c.cell_type == "code"]
     _, kernel = server.request("POST", "/api/kernels", {"name": "python3"})
     kid = kernel["id"]
-    peak, stop = [0], threading.Event()
+    peak, kernel_peak, stop = [0], [0], threading.Event()
+    cell, peak_cell = [0], [0]   # the code cell running now, and the one that set the peak
+    server_proc = psutil.Process(server.proc.pid)
 
     def sample():
         root = None
@@ -140,8 +147,12 @@ def run_chapter(server: Server, notebook: Path, cell_timeout: float = 600) -> di
                         break
             if root is not None:
                 try:
-                    tree = [root, *_kernel_tree(root)]   # the kernel and its children
-                    peak[0] = max(peak[0], _sum_memory(tree, "pss"))
+                    kernel = _sum_memory([root, *_kernel_tree(root)], "pss")
+                    kernel_peak[0] = max(kernel_peak[0], kernel)
+                    # the server itself, with the kernel tree: what the container holds
+                    total = kernel + _sum_memory([server_proc], "pss")
+                    if total > peak[0]:
+                        peak[0], peak_cell[0] = total, cell[0]
                 except psutil.Error:
                     pass
             stop.wait(0.05)
@@ -155,6 +166,7 @@ def run_chapter(server: Server, notebook: Path, cell_timeout: float = 600) -> di
     session = uuid.uuid4().hex
     try:
         for i, code in enumerate(cells):
+            cell[0] = i
             msg = _message(session, code)
             ws.send(json.dumps(msg))
             while True:
@@ -176,7 +188,9 @@ def run_chapter(server: Server, notebook: Path, cell_timeout: float = 600) -> di
         server.request("DELETE", f"/api/kernels/{kid}")
     return {"notebook": str(notebook.relative_to(REPO)), "cells": len(cells),
             "wall_s": round(wall, 1), "peak_mb": round(peak[0] / MB),
-            "under_2gb": peak[0] / MB <= BINDER_LIMIT_MB, "error": error}
+            "kernel_peak_mb": round(kernel_peak[0] / MB), "peak_cell": peak_cell[0],
+            "load_1m": round(os.getloadavg()[0], 2),   # above the core count: a shared CPU
+            "within_budget": peak[0] / MB <= BUDGET_MB, "error": error}
 
 
 def main(argv=None) -> int:
@@ -199,16 +213,24 @@ def main(argv=None) -> int:
     torch_version = subprocess.run(
         [str(args.env / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
         capture_output=True, text=True).stdout.strip()
-    print(f"\n{'chapter':<28}{'cells':>6}{'wall s':>8}{'peak MB':>9}  under 2 GB")
+    print(f"\n{'chapter':<28}{'cells':>6}{'wall s':>8}{'peak MB':>9}{'kernel MB':>11}"
+          f"{'at cell':>9}  under {BUDGET_MB} MB")
     for r in results:
         print(f"{Path(r['notebook']).name:<28}{r['cells']:>6}{r['wall_s']:>8}{r['peak_mb']:>9}"
-              f"  {'yes' if r['under_2gb'] else 'NO'}" + (f"  FAILED {r['error']}"
-                                                          if r["error"] else ""))
+              f"{r['kernel_peak_mb']:>11}{r['peak_cell']:>9}  "
+              f"{'yes' if r['within_budget'] else 'NO'}"
+              + (f"  FAILED {r['error']}" if r["error"] else ""))
+    print("peak MB: PSS of the server, the kernel and its children together; kernel MB: the "
+          "kernel and its children alone; at cell: the code cell (from 0) running at the peak")
     out = {"date": time.strftime("%Y-%m-%d"), "torch": torch_version, "install_s": install_s,
-           "limit_mb": BINDER_LIMIT_MB, "chapters": results}
+           "budget_mb": BUDGET_MB, "binder_guarantee_mb": BINDER_GUARANTEE_MB,
+           "memory_measure": "peak_mb = peak PSS of the Jupyter server, the kernel and the "
+           "kernel's children together, sampled every 50 ms; kernel_peak_mb = the kernel and "
+           "its children alone; peak_cell = the code cell (from 0) running at the peak",
+           "chapters": results}
     if not args.only:
         (REPO / "bench" / "binder.json").write_text(json.dumps(out, indent=2) + "\n")
-    bad = [r for r in results if r["error"] or not r["under_2gb"]]
+    bad = [r for r in results if r["error"] or not r["within_budget"]]
     return 1 if bad or not results else 0
 
 
