@@ -169,19 +169,25 @@ def greedy_starts_with(model: GPT, items: list[tuple[str, str]], batch_size: int
     each is the argmax given the ones before (chapter 5's ``greedy_answers_match``, for a
     prefix of the response rather than all of it).
     """
+    return greedy_matches(model, _chat_sequences("greedy_starts_with", model, items), batch_size)
+
+
+def _chat_sequences(name: str, model: GPT, items: list[tuple[str, str]]) -> list[tuple]:
+    """``(prompt + " " + text token ids, prompt length)`` for each ``(instruction, text)``,
+    checked to fit the model's context."""
     if not items:
-        raise ValueError("greedy_starts_with: items is empty")
+        raise ValueError(f"{name}: items is empty")
     tok = model.tokenizer
     seqs = []
     for instruction, text in items:
-        _check_str("greedy_starts_with", "text", text)
+        _check_str(name, "text", text)
         prompt = tok.encode(align.format_chat(instruction))
         seqs.append((prompt + tok.encode(" " + text), len(prompt)))
     longest = max(len(ids) for ids, _ in seqs)
     if longest > model.config.block_size:
-        raise ValueError(f"greedy_starts_with: {longest} tokens exceed the context of "
+        raise ValueError(f"{name}: {longest} tokens exceed the context of "
                          f"{model.config.block_size}")
-    return greedy_matches(model, seqs, batch_size)
+    return seqs
 
 
 @torch.no_grad()
@@ -194,18 +200,8 @@ def greedy_written(model: GPT, items: list[tuple[str, str]], batch_size: int = 8
     over ``"answer [k]"`` says both whether the answer comes out and whether the citation
     follows it.
     """
-    if not items:
-        raise ValueError("greedy_written: items is empty")
+    seqs = _chat_sequences("greedy_written", model, items)
     tok = model.tokenizer
-    seqs = []
-    for instruction, text in items:
-        _check_str("greedy_written", "text", text)
-        prompt = tok.encode(align.format_chat(instruction))
-        seqs.append((prompt + tok.encode(" " + text), len(prompt)))
-    longest = max(len(ids) for ids, _ in seqs)
-    if longest > model.config.block_size:
-        raise ValueError(f"greedy_written: {longest} tokens exceed the context of "
-                         f"{model.config.block_size}")
     was_training = model.training
     model.eval()
     out = []
