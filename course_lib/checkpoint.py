@@ -2,7 +2,8 @@
 checkpoint's JSON record agrees with its weights and tokenizer before anything is built.
 
 Taught in book/01_transformer.md (the model organism ships as safetensors + a JSON record);
-``models.load_pretrained`` calls ``verify_record``.
+``models.load_pretrained`` calls ``check_record_fields`` and ``check_shapes``. Hashes and
+atomic writes come from ``course_lib.files``; the config class from ``course_lib.config``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import struct
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from .config import GPTConfig
+from .files import atomic_write, atomic_write_text, sha256_file  # noqa: F401  (re-exported)
 
 # Bounds a sane course checkpoint stays within (a record outside them is corrupt or hostile:
 # vocab_size 10**12 would ask for terabytes before any hash could be checked).
@@ -24,36 +26,6 @@ LIMITS = {"vocab_size": 1 << 20, "block_size": 1 << 16, "n_layer": 256, "n_heads
           "d_model": 1 << 15, "n_kv_heads": 1024, "d_ff": 1 << 17, "n_classes": 1 << 16}
 FAMILIES = ("gpt", "encoder", "encoder-decoder")
 MAX_HEADER_BYTES = 100 << 20   # a safetensors JSON header; ours are a few KB
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, flush it to disk, then
-    rename it over ``path`` (``os.replace`` is atomic). If ``write`` fails or the process dies
-    midway, ``path`` keeps its old content; the temporary file is removed on an exception."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see ``atomic_write``."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def safetensors_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -253,8 +225,6 @@ def compare_to_record(meta: dict, weights: str | Path, ref_meta: dict,
     ``FINAL_RTOL`` (both relative). Returns the figures (``weight_distance`` for
     information, None without ``ref_weights``) and ``ok``.
     """
-    from .models import GPTConfig
-
     same_kernels = same_machine(ref_meta, meta)
     exact = meta["sha256"] == ref_meta["sha256"]
     differ = [k for k in SETTINGS if k in ref_meta and meta.get(k) != ref_meta[k]]

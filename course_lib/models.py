@@ -6,105 +6,23 @@ Taught in book/01_transformer.md; the GPT is the model organism of every later c
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import checkpoint
 from ._checks import check_float, check_int, check_tensor
 from .attention import KVCache, MultiHeadAttention, causal_mask
-from .checkpoint import sha256_file  # noqa: F401  (re-exported: older callers import it here)
+from .config import GPTConfig
+from .files import sha256_file  # noqa: F401  (re-exported: older callers import it here)
+from .tokenizer import load_tokenizer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-
-@dataclass(init=False)
-class GPTConfig:
-    """Shape of a transformer; the same config serves all three families.
-
-    Head counts are ``n_heads`` and ``n_kv_heads``, as in ``MultiHeadAttention``. The older
-    spellings ``n_head`` and ``n_kv_head`` (in the first checkpoint records) are accepted as
-    keywords and readable as attributes; given together with the new name, the old one wins,
-    so that ``dataclasses.replace(cfg, n_head=8)`` still works.
-    """
-
-    vocab_size: int = 512
-    block_size: int = 128      # context length: the most positions the model attends over
-    n_layer: int = 4
-    n_heads: int = 4
-    d_model: int = 128
-    n_kv_heads: int | None = None  # None: = n_heads (MHA); 1: MQA; else GQA
-    d_ff: int | None = None        # None: 4 * d_model
-    dropout: float = 0.0
-    bias: bool = True
-    pos_emb: str = "learned"       # or "sinusoidal"
-
-    def __init__(self, vocab_size: int = 512, block_size: int = 128, n_layer: int = 4,
-                 n_heads: int = 4, d_model: int = 128, n_kv_heads: int | None = None,
-                 d_ff: int | None = None, dropout: float = 0.0, bias: bool = True,
-                 pos_emb: str = "learned", *, n_head: int | None = None,
-                 n_kv_head: int | None = None):
-        self.vocab_size, self.block_size, self.n_layer = vocab_size, block_size, n_layer
-        self.n_heads = n_heads if n_head is None else n_head
-        self.d_model = d_model
-        self.n_kv_heads = n_kv_heads if n_kv_head is None else n_kv_head
-        self.d_ff, self.dropout, self.bias, self.pos_emb = d_ff, dropout, bias, pos_emb
-        self.__post_init__()
-
-    @classmethod
-    def from_dict(cls, config: dict) -> GPTConfig:
-        """Build from a checkpoint record's ``config`` (old or new head-count names); unknown
-        keys are a ValueError naming them."""
-        if not isinstance(config, dict):
-            raise TypeError(f"GPTConfig.from_dict: config must be a dict, got "
-                            f"{type(config).__name__}")
-        known = {f.name for f in fields(cls)} | {"n_head", "n_kv_head"}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"GPTConfig.from_dict: unknown keys {unknown}")
-        return cls(**config)
-
-    @property
-    def n_head(self) -> int:
-        return self.n_heads
-
-    @property
-    def n_kv_head(self) -> int | None:
-        return self.n_kv_heads
-
-    def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_heads", "d_model"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"GPTConfig: {name} must be a positive int, got {value!r}")
-        for name in ("n_kv_heads", "d_ff"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ValueError(f"GPTConfig: {name} must be None or a positive int, "
-                                 f"got {value!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"GPTConfig: n_heads={self.n_heads} must divide "
-                             f"d_model={self.d_model}")
-        kv = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
-        if self.n_heads % kv:
-            raise ValueError(f"GPTConfig: n_kv_heads={self.n_kv_heads} must divide "
-                             f"n_heads={self.n_heads}")
-        if self.pos_emb not in ("learned", "sinusoidal"):
-            raise ValueError(f"GPTConfig: pos_emb must be 'learned' or 'sinusoidal', "
-                             f"got {self.pos_emb!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"GPTConfig: bias must be a bool, got {self.bias!r}")
-
-    @property
-    def ff_dim(self) -> int:
-        return 4 * self.d_model if self.d_ff is None else self.d_ff
 
 
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
@@ -445,13 +363,76 @@ def config_dict(cfg: GPTConfig) -> dict:
     return asdict(cfg)
 
 
-_FROM_PRETRAINED = ("PRETRAINED", "load_pretrained", "pretrained_files")
+# ------------------------------------------------- the shipped checkpoints (course_lib/weights)
+# name -> family; a checkpoint's JSON also records its family (and n_classes for classifiers)
+PRETRAINED = {"tiny-gpt": "gpt", "tiny-bert": "encoder", "tiny-t5": "encoder-decoder"}
 
 
-def __getattr__(name: str):
-    """The shipped checkpoints live in course_lib/pretrained.py; their names stay importable
-    here. Looked up on first use, so that either module can be imported first."""
-    if name in _FROM_PRETRAINED:
-        from . import pretrained
-        return getattr(pretrained, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def pretrained_files(name: str, weights_dir: Path | None = None) -> dict[str, Path]:
+    if name not in PRETRAINED:
+        raise ValueError(f"load_pretrained: unknown model {name!r}; available: "
+                         f"{sorted(PRETRAINED)}")
+    d = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
+    return {"weights": d / f"{name}.safetensors", "meta": d / f"{name}.json",
+            "tokenizer": d / f"{name}.tokenizer.json"}
+
+
+def load_pretrained(name: str, weights_dir: str | Path | None = None) -> nn.Module:
+    """Load a shipped checkpoint offline, after checking its record.
+
+    Before anything is built: the JSON record has its keys, types and sane sizes, was not
+    edited after training (``record_sha256``), its config builds exactly the tensor shapes in
+    the safetensors header, and the weights and tokenizer files match their sha256. Any
+    failure is a ValueError that says how to regenerate the checkpoint.
+
+    The model comes back in eval mode with ``.tokenizer`` and ``.meta`` (how it was trained):
+    a ``GPT`` for "tiny-gpt", an ``EncoderModel`` for "tiny-bert", an ``EncoderDecoder`` for
+    "tiny-t5".
+    """
+    from safetensors.torch import load_file
+
+    files = pretrained_files(name, weights_dir)
+    regen = f"regenerate it with: python -m course_lib.train --preset {name}"
+    if PRETRAINED[name] != "gpt":
+        regen = f"regenerate it with: python -m course_lib.families --preset {name}"
+    for kind, path in files.items():
+        if not path.exists():
+            raise ValueError(f"load_pretrained: {kind} file {path} is missing; {regen}")
+    try:
+        meta = json.loads(files["meta"].read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"load_pretrained: {files['meta']} is not JSON ({e}); {regen}") from None
+    checkpoint.check_record_fields(meta, regen)
+    if meta["family"] != PRETRAINED[name]:
+        raise ValueError(f"load_pretrained: record family {meta['family']!r} is not "
+                         f"{PRETRAINED[name]!r}; {regen}")
+    try:
+        config = GPTConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"load_pretrained: record config is invalid ({e}); {regen}") from None
+
+    def build():
+        if meta["family"] == "gpt":
+            return GPT(config)
+        if meta["family"] == "encoder":
+            return EncoderModel(config, n_classes=meta.get("n_classes"))
+        return EncoderDecoder(config)
+
+    with torch.device("meta"):                     # shapes only: no memory, no init cost
+        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    checkpoint.check_shapes(expected, files["weights"], regen)
+    for kind, key in (("weights", "sha256"), ("tokenizer", "tokenizer_sha256")):
+        actual = checkpoint.sha256_file(files[kind])
+        if actual != meta[key]:
+            raise ValueError(f"load_pretrained: {files[kind]} is corrupted (sha256 "
+                             f"{actual[:12]}... != expected {meta[key][:12]}...); {regen}")
+    tokenizer = load_tokenizer(files["tokenizer"])
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"load_pretrained: tokenizer has {tokenizer.vocab_size} tokens, the "
+                         f"config {config.vocab_size}; {regen}")
+    model = build()
+    model.load_state_dict(load_file(str(files["weights"])))
+    model.eval()
+    model.tokenizer = tokenizer
+    model.meta = meta
+    return model

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from ._checks import check_ids, check_int
-from .checkpoint import atomic_write_text
+from .files import atomic_write_text
 
 MAX_VOCAB = 1 << 20  # a larger vocabulary is a typo, not a tokenizer
 
