@@ -2,7 +2,10 @@
 
 Prints the best passages of the course's chapter sources, each with its chapter file and
 section title. The dense methods take the passages' vectors from the shipped store
-(``course_lib/weights/book-minilm.safetensors``) and embed only passages edited since;
+(``course_lib/weights/book-minilm.safetensors``); passages edited since are embedded once and
+kept in a user cache (``store.user_cache_path()``), so the next question embeds only the
+question. Glued numbers are shown as the last book build computed them, else as
+``[value: name]``; the index itself holds the chapter sources as written.
 ``python -m course_lib.rag index`` embeds the whole book again and rewrites the store.
 Taught in book/07_rag_agents.md, "Ask this book".
 """
@@ -13,21 +16,34 @@ import argparse
 import sys
 import textwrap
 
-from course_lib.rag.corpora import book_passages
+from course_lib.rag.corpora import book_passages, fill_glue, glued_values
 from course_lib.rag.pipeline import METHODS, Retriever
-from course_lib.rag.store import BOOK_STORE, stored_embeddings, write_store
+from course_lib.rag.store import BOOK_STORE, stored_embeddings, user_cache_path, write_store
 
 
-def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None) -> list[dict]:
-    """The ``k`` best passages of the book for a question, as dicts (file, section, text)."""
+def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None, cache=None,
+        build_dir=None) -> list[dict]:
+    """The ``k`` best passages of the book for a question, as dicts (file, section, text).
+
+    Retrieval runs on the sources as written (``{glue}`` roles and all, as the shipped store
+    was embedded); the returned text has each glued value filled in from the book build in
+    ``build_dir`` (default ``_build/jupyter_execute/book``), or ``[value: name]``. ``cache``
+    is a file for the vectors of passages the shipped store lacks (None: embed them, keep
+    nothing)."""
     if not isinstance(question, str) or not question.strip():
         raise ValueError("ask: question must be a non-empty str")
     passages = book_passages(book_dir)
     texts = [f"{p.title}\n{p.text}" for p in passages]
-    embeddings = None if method == "bm25" else stored_embeddings(texts)[0]
+    embeddings = None if method == "bm25" else stored_embeddings(texts, cache=cache)[0]
     retriever = Retriever(texts, dense=False, embeddings=embeddings)
-    return [{"file": passages[i].source, "section": passages[i].title,
-             "text": passages[i].text} for i in retriever.rank(question, method, k)]
+    hits, values = [], {}
+    for i in retriever.rank(question, method, k):
+        p = passages[i]
+        if p.source not in values:
+            values[p.source] = glued_values(p.source, build_dir)
+        hits.append({"file": p.source, "section": p.title,
+                     "text": fill_glue(p.text, values[p.source])})
+    return hits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.k < 1:
         parser.error("-k must be >= 1")
-    for rank, hit in enumerate(ask(args.question, args.k, args.method, args.book_dir), 1):
+    hits = ask(args.question, args.k, args.method, args.book_dir, cache=user_cache_path())
+    for rank, hit in enumerate(hits, 1):
         print(f"[{rank}] {hit['file']} - {hit['section']}")
         print(textwrap.indent(textwrap.fill(hit["text"], 92), "    "))
         print()

@@ -6,6 +6,7 @@ Taught in book/07_rag_agents.md.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,12 @@ from pathlib import Path
 from course_lib.rag.chunking import chunk_text
 
 __all__ = ["Passage", "pydoc_passages", "PYDOC_QUESTIONS", "book_passages", "BOOK_QUESTIONS",
-           "BOOK_DIR"]
+           "BOOK_DIR", "BOOK_BUILD", "glued_values", "fill_glue"]
 
 BOOK_DIR = Path(__file__).resolve().parents[2] / "book"
+# Jupyter Book writes each executed chapter's glued outputs to <stem>.glue.json here
+BOOK_BUILD = Path(__file__).resolve().parents[2] / "_build" / "jupyter_execute" / "book"
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,45 @@ def book_passages(book_dir: str | Path | None = None, max_chars: int = 600) -> l
                 if len(c.text) >= 40:
                     out.append(Passage(c.text, path.name, title))
     return out
+
+
+def glued_values(chapter: str, build_dir: str | Path | None = None) -> dict[str, str]:
+    """name -> the text a reader sees for each value a chapter glues, from the last book
+    build (``_build/jupyter_execute/book/<stem>.glue.json``, made by ``make book``); {} when
+    the chapter was not built, or its file is unreadable. Only plain-text outputs are kept
+    (a figure has none a sentence can show)."""
+    if not isinstance(chapter, str) or not chapter:
+        raise ValueError(f"glued_values: chapter must be a chapter file name, got {chapter!r}")
+    root = BOOK_BUILD if build_dir is None else Path(build_dir)
+    path = root / f"{Path(chapter).stem}.glue.json"
+    try:
+        outputs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(outputs, dict):
+        return {}
+    out = {}
+    for name, output in outputs.items():
+        data = output.get("data") if isinstance(output, dict) else None
+        text = data.get("text/plain") if isinstance(data, dict) else None
+        if isinstance(text, str) and not any(k.startswith("image/") for k in data):
+            if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+                text = text[1:-1]                  # a str glued without GluedText
+            out[name] = text
+    return out
+
+
+def fill_glue(text: str, values: dict[str, str] | None = None) -> str:
+    """``text`` with each ``{glue}`name``` role (any ``{glue:...}`` variant) replaced by the
+    glued value from ``values`` (see ``glued_values``), or by a readable placeholder
+    ``[value: name]`` where the value is not known; other text is left as it is."""
+    if not isinstance(text, str):
+        raise TypeError(f"fill_glue: text must be a str, got {type(text).__name__}")
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise TypeError(f"fill_glue: values must be a dict, got {type(values).__name__}")
+    return GLUE_ROLE.sub(lambda m: values.get(m.group(1).strip(),
+                                              f"[value: {m.group(1).strip()}]"), text)
 
 
 # Questions about the book, written before its index was built, with the chapter that answers.
