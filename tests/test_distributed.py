@@ -186,11 +186,20 @@ def test_holdings_match_zero_memory_and_the_diagram_draws_them():
                 assert per_param * 1e9 == M.zero_memory(1e9, n, stage)
             # every slice of every part is stored somewhere
             assert all({s for dev in grid[k] for s in dev} == set(range(n)) for k in width)
-    fig = data_parallel_diagram(2)
+    fig = data_parallel_diagram({s: D.holdings(s, 2) for s in D.HOLDINGS}, D.TRAFFIC)
     assert len(fig.axes) == 4 * 2
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert "ZeRO-2: device 1  (9 B/param)" in titles
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "sends: " + D.TRAFFIC["DDP"] in texts
     with pytest.raises(ValueError):
         D.holdings("ZeRO-4", 2)
-    with pytest.raises(ValueError):
-        data_parallel_diagram(0)
+    with pytest.raises(ValueError, match="data_parallel_diagram: holdings"):
+        data_parallel_diagram({})
+    uneven = {"DDP": D.holdings("DDP", 2), "ZeRO-1": D.holdings("ZeRO-1", 4)}
+    with pytest.raises(ValueError, match="same 1..64 devices"):
+        data_parallel_diagram(uneven)
+    with pytest.raises(ValueError, match="not slice numbers in 0..1"):
+        data_parallel_diagram({"DDP": {**D.holdings("DDP", 2), "weights": [[0], [2]]}})
+    with pytest.raises(TypeError, match="data_parallel_diagram: traffic"):
+        data_parallel_diagram({"DDP": D.holdings("DDP", 2)}, ["all-reduce"])
