@@ -323,3 +323,11 @@ def test_paired_bootstrap_rejects_bad_input():
             ((ok, ok), {"confidence": float("nan")}, ValueError, "confidence")]:
         with pytest.raises(err, match=f"paired_bootstrap: .*{name}"):
             evaluate.paired_bootstrap(*args, **kwargs)
+
+
+# ---- cases that catch subtle bugs (tools/mutants.py breaks the module on purpose)
+def test_exact_match_is_equality_not_containment():
+    # a prediction that is part of the answer (or contains it) is not an exact match
+    assert evaluate.exact_match(["fox", "the red fox jumps"], ["the red fox", "red fox"]) == 0.0
+    assert evaluate.exact_match(["An Apple!"], ["apple"]) == 1.0
+    assert evaluate.normalize_answer("an owl, an oak") == "owl oak"

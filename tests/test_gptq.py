@@ -121,3 +121,23 @@ def test_bad_input():
         gptq.gptq_quantize(w, x, 4, damp=-1)
     with pytest.raises(ValueError, match="block_size"):
         gptq.gptq_quantize(w, x, 4, block_size=0)
+
+
+# ---- cases that catch subtle bugs (tools/mutants.py breaks the module on purpose)
+def test_grid_includes_zero_for_rows_of_one_sign():
+    # 2 bits: 4 levels over [min(w, 0), max(w, 0)]. Row 1 spans [0, 4]: step 4/3, so
+    # 1, 2, 3, 4 land on 4/3, 8/3, 8/3, 4 (2/1.333 = 1.5 rounds to the even level 2).
+    # Row 2 spans [-4, 0] with zero point 3: -4, -3, -2, -1 land on -4, -8/3, -8/3, -4/3.
+    # A grid over [min, max] alone would fit both rows exactly and lose the exact zero.
+    w = torch.tensor([[1.0, 2.0, 3.0, 4.0], [-4.0, -3.0, -2.0, -1.0]], dtype=torch.float64)
+    want = torch.tensor([[4 / 3, 8 / 3, 8 / 3, 4.0], [-4.0, -8 / 3, -8 / 3, -4 / 3]],
+                        dtype=torch.float64)
+    torch.testing.assert_close(gptq.rtn_quantize(w, 2), want, rtol=0, atol=1e-12)
+    scale, zero = gptq.grid_params(w, 2)
+    torch.testing.assert_close(zero[:, 0], torch.tensor([0.0, 3.0], dtype=torch.float64))
+    # rows far from zero: a zero weight among large positive ones still comes back as 0
+    w_pos = layer(d_out=4, d_in=16, dtype=torch.float32)[0].abs() + 1.0
+    w_pos[:, 5] = 0.0
+    assert gptq.rtn_quantize(w_pos, 3)[:, 5].eq(0).all()
+    torch.testing.assert_close(gptq.rtn_quantize(w_pos, 3), quant.dequantize(
+        *quant.zeropoint_quantize(w_pos, 3, dim=1)), rtol=0, atol=1e-6)

@@ -193,3 +193,75 @@ def test_chapter_5_diagrams_draw_and_check_their_input():
     with pytest.raises(ValueError, match="flags"):
         token_strip(ax, ["a", "b"], [True])
     plt.close(fig)
+
+
+# ---- cases that catch subtle bugs (tools/mutants.py breaks the module on purpose)
+def test_scale_is_alpha_over_r_when_r_does_not_divide_alpha():
+    # alpha / r = 5 / 2 = 2.5; an integer division would give 2 and pass every even ratio
+    torch.manual_seed(0)
+    layer = peft.LoRALinear(nn.Linear(8, 6), r=2, alpha=5)
+    assert layer.scaling == 2.5
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(5, 8)
+    want = x @ (layer.base.weight + 2.5 * layer.lora_B @ layer.lora_A).T + layer.base.bias
+    torch.testing.assert_close(layer(x), want)
+    torch.testing.assert_close(layer.delta_weight(), 2.5 * layer.lora_B @ layer.lora_A)
+
+
+def test_odd_ratio_matches_hf_peft_before_and_after_merging():
+    hf_peft = pytest.importorskip("peft")
+    torch.manual_seed(1)
+    ours = TwoLayer()
+    theirs = copy.deepcopy(ours)
+    peft.apply_lora(ours, r=4, alpha=7, targets=("q_proj", "mlp"))       # scale 1.75
+    config = hf_peft.LoraConfig(r=4, lora_alpha=7, target_modules=["q_proj", "mlp"],
+                                lora_dropout=0.0, bias="none")
+    theirs = hf_peft.get_peft_model(theirs, config)
+    with torch.no_grad():
+        for name in ("q_proj", "mlp"):
+            mine = getattr(ours, name)
+            mine.lora_B.normal_()
+            hf = theirs.base_model.model.get_submodule(name)
+            hf.lora_A["default"].weight.copy_(mine.lora_A)
+            hf.lora_B["default"].weight.copy_(mine.lora_B)
+    x = torch.randn(4, 12)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=1e-6)
+    hf_merged = theirs.merge_and_unload()
+    peft.merge_lora(ours)
+    for name in ("q_proj", "mlp"):
+        torch.testing.assert_close(getattr(ours, name).weight,
+                                   getattr(hf_merged, name).weight, atol=1e-6, rtol=1e-6)
+
+
+def test_merge_keeps_a_layer_without_bias_without_bias():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6, bias=False), nn.ReLU(), nn.Linear(6, 4))
+    peft.apply_lora(model, r=2, alpha=3, targets=("0", "2"))
+    with torch.no_grad():
+        model[0].lora_B.normal_()
+        model[2].lora_B.normal_()
+    x = torch.randn(5, 8)
+    before = model(x)
+    peft.merge_lora(model)
+    assert isinstance(model[0], nn.Linear) and model[0].bias is None
+    assert model[2].bias is not None
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+
+
+class Projections(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.q_proj = nn.Linear(4, 4)
+        self.inner = nn.Sequential()
+        self.inner.add_module("proj", nn.Linear(4, 4))
+
+
+def test_apply_lora_matches_whole_module_names_not_suffixes():
+    model = peft.apply_lora(Projections(), r=1, alpha=1, targets=("proj",))
+    # "proj" names the layer proj (at any depth), not q_proj, whose name merely ends in it
+    assert isinstance(model.proj, peft.LoRALinear)
+    assert isinstance(model.inner.proj, peft.LoRALinear)
+    assert type(model.q_proj) is nn.Linear
+    assert peft.count_trainable(model) == 2 * peft.lora_param_count(4, 4, 1)

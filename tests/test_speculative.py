@@ -118,3 +118,48 @@ def test_bad_input():
         speculative.expected_tokens_per_step(1.5, 2)
     with pytest.raises(ValueError, match="cost_ratio"):
         speculative.expected_speedup(0.5, 2, -1)
+
+
+# ---- cases that reach every path of the algorithm (tools/mutants.py breaks it on purpose)
+@pytest.mark.parametrize("draft_sharpness", [None, 15.0])
+def test_sampled_distribution_is_the_targets_through_the_bonus_token(draft_sharpness):
+    """k=1 and two new tokens: whenever the draft token is accepted, the second token is the
+    bonus token, sampled from the target's distribution after it. With the target as its own
+    draft every token is accepted, so the second token is always the bonus; with a flatter
+    draft some first tokens come from the residual max(0, p - q) instead."""
+    target = toy(0)
+    draft = target if draft_sharpness is None else toy(0, sharpness=draft_sharpness)
+    prompt = torch.tensor([[1, 2, 3]])
+    exact_2d = exact_two_token_probs(target, prompt)
+    exact = exact_2d.flatten()
+    first = exact_2d.sum(1)
+    independent = (first[:, None] * first[None, :]).flatten()   # second drawn like the first
+    n = 600
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.zeros(VOCAB * VOCAB)
+    accepted = 0
+    for _ in range(n):
+        out, stats = speculative.speculative_generate(target, draft, prompt, 2, k=1,
+                                                      temperature=1.0, generator=gen)
+        counts[out[0, 3] * VOCAB + out[0, 4]] += 1
+        accepted += stats.accepted
+    if draft_sharpness is None:
+        assert accepted == n                  # p / q = 1: every draft token is accepted
+    else:
+        assert 0.2 * n < accepted < 0.95 * n  # both the bonus and the residual paths run
+    keep = exact * n >= 5
+
+    def pooled(v):
+        return torch.cat([v[keep], v[~keep].sum(0, keepdim=True)])
+
+    assert chisquare(pooled(counts).numpy(), (pooled(exact) * n).numpy()).pvalue > 1e-3
+    # power: the two-token distribution is far from two independent first tokens
+    assert chisquare(pooled(counts).numpy(), (pooled(independent) * n).numpy()).pvalue < 1e-6
+
+
+def test_acceptance_rate_is_per_row_on_a_batch():
+    p = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype=torch.float64)
+    q = torch.tensor([[0.25, 0.25, 0.5], [0.2, 0.3, 0.5]], dtype=torch.float64)
+    # row 1: min = (0.25, 0.25, 0) sums to 0.5; row 2: p == q, always accepted
+    torch.testing.assert_close(speculative.acceptance_rate(p, q),
+                               torch.tensor([0.5, 1.0], dtype=torch.float64))
