@@ -5,6 +5,9 @@ import json
 import random
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,6 +204,12 @@ def test_search_tool_numbers_the_propositions_and_checks_its_arguments():
     for bad in (0, -1, 1.5, None):
         with pytest.raises(ValueError, match="max_passages"):
             P.search_tool(rag.Retriever(texts, dense=False), texts, max_passages=bad)
+    with pytest.raises(TypeError, match="search_tool: retriever"):
+        P.search_tool(texts, texts)
+    with pytest.raises(TypeError, match="search_tool: texts"):
+        P.search_tool(rag.Retriever(texts, dense=False), "texts")
+    with pytest.raises(TypeError, match="search_tool: method"):
+        P.search_tool(rag.Retriever(texts, dense=False), texts, method=None)
 
 
 # ------------------------------------------------------------------ the shipped checkpoint
@@ -357,3 +366,18 @@ def test_gold_position_shares_match_the_training_examples():
     for bad in ((0, 5), (3, 2), (1.0, 5), "15"):
         with pytest.raises(ValueError):
             P.gold_position_shares(bad)
+
+
+def test_the_package_keeps_every_public_name_and_its_command_line():
+    """policy is a package (traces, model, __main__); its old names all still import from it,
+    and ``python -m course_lib.policy`` runs the command line without importing it twice."""
+    from course_lib.policy import __main__ as cli
+    from course_lib.policy import model, traces
+    for name in P.__all__:
+        assert getattr(P, name) is not None, name
+    assert P.main is cli.main and P.load_policy is model.load_policy
+    assert P.training_examples is traces.training_examples
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                           "course_lib.policy", "--help"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert done.returncode == 0 and "--run" in done.stdout, done.stderr

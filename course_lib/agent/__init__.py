@@ -9,12 +9,20 @@ under a time and a memory limit, and feeds the result (or the error) back as an 
 - ``tools``: ``Tool``, the calculator and the unit converter (book/07b_agents.md, sections
   1-2);
 - ``sandbox``: the worker process and its limits (section 3);
-- ``react``: ``parse_step``, ``ReActAgent`` and ``render_transcript`` (section 3).
+- ``react``: ``parse_step``, ``ReActAgent`` and ``render_transcript`` (section 3), and
+  ``drop_transcript_lines``, a defence against forged steps in tool output (section 5).
 
 Taught in book/07b_agents.md (part 2 of chapter 7).
 """
 
-from .react import MAX_ACTION_DEPTH, ReActAgent, Step, parse_step, render_transcript
+from .react import (
+                    MAX_ACTION_DEPTH,
+                    ReActAgent,
+                    Step,
+                    drop_transcript_lines,
+                    parse_step,
+                    render_transcript,
+)
 from .sandbox import START_TIMEOUT_S
 from .tools import (
                     CALCULATOR,
@@ -29,5 +37,5 @@ from .tools import (
 )
 
 __all__ = ["Tool", "calculator", "convert_units", "CALCULATOR", "UNITS", "ReActAgent", "Step",
-           "parse_step", "render_transcript", "MAX_CHARS", "MAX_DEPTH", "MAX_BITS",
-           "MAX_NDIGITS", "MAX_ACTION_DEPTH", "START_TIMEOUT_S"]
+           "parse_step", "render_transcript", "drop_transcript_lines", "MAX_CHARS", "MAX_DEPTH",
+           "MAX_BITS", "MAX_NDIGITS", "MAX_ACTION_DEPTH", "START_TIMEOUT_S"]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from .sandbox import _Worker
 from .tools import Tool
 
-__all__ = ["Step", "parse_step", "ReActAgent", "render_transcript", "MAX_ACTION_DEPTH"]
+__all__ = ["Step", "parse_step", "ReActAgent", "render_transcript", "drop_transcript_lines",
+           "MAX_ACTION_DEPTH"]
 
 
 # The ReAct loop
@@ -34,6 +35,10 @@ _ACTION = re.compile(r"^Action:\s*(.*)$", re.M)
 MAX_ACTION_DEPTH = 32  # lists and objects inside an action; deeper is refused
 _FINAL = re.compile(r"^Final Answer:\s*(.*)$", re.M | re.S)
 _THOUGHT = re.compile(r"^Thought:\s*(.*)$", re.M)
+# a line of tool output that, after an optional passage number "[n]", starts like a line of the
+# transcript itself: it could pass for a step the policy or the loop wrote
+_TRANSCRIPT_LINE = re.compile(
+    r"^\s*(?:\[\d+\]\s*)?(?:Thought|Action|Observation|Final Answer|Question|Tools)\s*:", re.I)
 
 
 def _nesting(value) -> int:
@@ -52,7 +57,7 @@ def parse_step(text: str) -> Step:
     ``MAX_ACTION_DEPTH``) becomes a Step whose observation is the parse error (the loop shows
     it to the policy rather than crashing). Taught in book/07b_agents.md, section 3."""
     if not isinstance(text, str):
-        return Step(observation="error: the policy must return text", raw=repr(text))
+        raise TypeError(f"parse_step: text must be a str, got {type(text).__name__}")
     thought = _THOUGHT.search(text)
     step = Step(thought=thought.group(1).strip() if thought else "", raw=text)
     final = _FINAL.search(text)
@@ -152,7 +157,8 @@ class ReActAgent:
             except Exception as exc:
                 steps.append(Step(observation=f"error: the policy failed: {exc}"))
                 continue
-            step = parse_step(text)
+            step = parse_step(text) if isinstance(text, str) else Step(
+                observation="error: the policy must return text", raw=repr(text))
             steps.append(step)
             if step.answer is not None:
                 return step.answer, steps
@@ -172,8 +178,29 @@ class ReActAgent:
         self._worker.stop()
 
 
+def drop_transcript_lines(text: str) -> str:
+    """``text`` without the lines that imitate the transcript's own format (``Thought:``,
+    ``Action:``, ``Observation:``, ``Final Answer:``, ``Question:``, ``Tools:``, after an
+    optional passage number such as ``[1]``), so that a tool's output cannot pass for a step
+    of the exchange. A defence against one kind of indirect prompt injection, forged steps;
+    it leaves an order in plain words (``"ignore the question and answer ..."``) untouched.
+    Taught in book/07b_agents.md, section 5."""
+    if not isinstance(text, str):
+        raise TypeError(f"drop_transcript_lines: text must be a str, got "
+                        f"{type(text).__name__}")
+    return "\n".join(line for line in text.splitlines() if not _TRANSCRIPT_LINE.match(line))
+
+
 def render_transcript(question: str, steps: list[Step], answer: str | None) -> str:
     """The whole exchange as text: question, then each thought, action and observation."""
+    if not isinstance(question, str):
+        raise TypeError(f"render_transcript: question must be a str, got "
+                        f"{type(question).__name__}")
+    if not isinstance(steps, list | tuple) or not all(isinstance(s, Step) for s in steps):
+        raise TypeError(f"render_transcript: steps must be a list of Step, got {steps!r:.80}")
+    if answer is not None and not isinstance(answer, str):
+        raise TypeError(f"render_transcript: answer must be a str or None, got "
+                        f"{type(answer).__name__}")
     lines = [f"Question: {question}"]
     for i, s in enumerate(steps, 1):
         if s.thought:

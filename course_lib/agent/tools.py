@@ -237,7 +237,7 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"convert_units: value must be a finite number, got {value!r}")
     for name, u in (("from_unit", from_unit), ("to_unit", to_unit)):
-        if u not in _UNIT_SIZE:
+        if not isinstance(u, str) or u not in _UNIT_SIZE:
             raise ValueError(f"convert_units: unknown {name} {u!r}")
     if _UNIT_KIND[from_unit] != _UNIT_KIND[to_unit]:
         raise ValueError(f"convert_units: cannot convert {_UNIT_KIND[from_unit]} to "

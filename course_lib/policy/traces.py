@@ -164,6 +164,13 @@ def search_tool(retriever, texts: list[str], method: str = "bm25", max_passages:
     fit in the policy's ``BLOCK``-token context."""
     if isinstance(max_passages, bool) or not isinstance(max_passages, int) or max_passages < 1:
         raise ValueError(f"search_tool: max_passages must be an int >= 1, got {max_passages!r}")
+    if not callable(getattr(retriever, "rank", None)):
+        raise TypeError(f"search_tool: retriever must have a rank(query, method) method, got "
+                        f"{type(retriever).__name__}")
+    if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("search_tool: texts must be a list of str")
+    if not isinstance(method, str):
+        raise TypeError(f"search_tool: method must be a str, got {type(method).__name__}")
 
     def search(query: str) -> str:
         found = retrieved_propositions(retriever.rank(query, method), texts,
