@@ -106,6 +106,41 @@ def test_metrics_on_a_hand_worked_example():
     assert rag.ndcg_at_k(["x"], {"x"}, 10) == 1.0
 
 
+def test_recall_and_ndcg_with_more_relevant_items_than_k():
+    ranked = ["a", "x", "b", "c", "y"]
+    relevant = {"a", "b", "c", "d"}          # four relevant ids; "d" is never retrieved
+    assert rag.recall_at_k(ranked, relevant, 1) == 0.25
+    assert rag.recall_at_k(ranked, relevant, 2) == 0.25
+    assert rag.recall_at_k(ranked, relevant, 3) == 0.5
+    assert rag.recall_at_k(ranked, relevant, 5) == 0.75
+    # nDCG@2: DCG = 1 (rank 1); the ideal ranking puts relevant ids at ranks 1 and 2
+    assert rag.ndcg_at_k(ranked, relevant, 2) == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    assert rag.ndcg_at_k(ranked, relevant, 1) == 1.0
+
+
+def test_ndcg_matches_sklearn():
+    from sklearn.metrics import ndcg_score
+
+    rng = random.Random(0)
+    ids = list(range(12))
+    for _ in range(30):
+        ranked = rng.sample(ids, 12)
+        relevant = set(rng.sample(ids, rng.randint(1, 8)))
+        y_true = np.array([[1.0 if i in relevant else 0.0 for i in ranked]])
+        y_score = np.array([[12.0 - r for r in range(12)]])   # the ranking, best first
+        for k in (1, 3, 5, 10):
+            assert rag.ndcg_at_k(ranked, relevant, k) == pytest.approx(
+                ndcg_score(y_true, y_score, k=k), abs=1e-12)
+
+
+def test_mrr_at_k_counts_only_the_first_k():
+    ranked = ["x", "y", "z", "a"]
+    assert rag.mrr(ranked, {"a"}) == 0.25
+    assert rag.mrr(ranked, {"a"}, k=4) == 0.25
+    assert rag.mrr(ranked, {"a"}, k=3) == 0.0
+    assert rag.mrr(ranked, {"z", "a"}, k=3) == pytest.approx(1 / 3)
+
+
 @pytest.mark.parametrize("fn", [
     lambda: rag.recall_at_k([1], set(), 1), lambda: rag.recall_at_k([1], {1}, 0),
     lambda: rag.mrr([1], []), lambda: rag.ndcg_at_k([1], {1}, -2),
@@ -171,6 +206,20 @@ def test_maxsim_by_hand():
     assert rag.maxsim(q, d) == pytest.approx(1.0 + 0.8)
     with pytest.raises(ValueError):
         rag.maxsim(q, np.zeros((0, 2)))
+
+
+def test_token_vectors_are_unit_length_and_a_text_matches_itself_fully():
+    texts = ["Mira plays the harp in Veldmoor.", "The mill stands by the river."]
+    sentences, tokens = rag.embed_with_tokens(texts)
+    np.testing.assert_allclose(sentences, rag.embed(texts), atol=1e-6)
+    for vecs in tokens:
+        assert vecs.shape[0] > 3 and vecs.shape[1] == 384
+        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+        # every token's best match in its own text is itself (cosine 1)
+        assert rag.maxsim(vecs, vecs) == pytest.approx(len(vecs), abs=1e-4)
+    # maxsim is asymmetric: the query's tokens each take their best document token
+    assert rag.maxsim(tokens[0][:2], tokens[1]) != pytest.approx(
+        rag.maxsim(tokens[1], tokens[0][:2]))
 
 
 # ---- pipeline
@@ -322,53 +371,3 @@ def test_no_evaluation_question_leaks_into_the_book_index():
     indexed = set().union(*(grams(p.text) for p in rag.book_passages()))
     for question, _ in rag.BOOK_QUESTIONS:
         assert not grams(question) & indexed, question
-
-
-# ---- cases that catch subtle bugs (tools/mutants.py breaks the modules on purpose)
-def test_recall_and_ndcg_with_more_relevant_items_than_k():
-    ranked = ["a", "x", "b", "c", "y"]
-    relevant = {"a", "b", "c", "d"}          # four relevant ids; "d" is never retrieved
-    assert rag.recall_at_k(ranked, relevant, 1) == 0.25
-    assert rag.recall_at_k(ranked, relevant, 2) == 0.25
-    assert rag.recall_at_k(ranked, relevant, 3) == 0.5
-    assert rag.recall_at_k(ranked, relevant, 5) == 0.75
-    # nDCG@2: DCG = 1 (rank 1); the ideal ranking puts relevant ids at ranks 1 and 2
-    assert rag.ndcg_at_k(ranked, relevant, 2) == pytest.approx(1 / (1 + 1 / math.log2(3)))
-    assert rag.ndcg_at_k(ranked, relevant, 1) == 1.0
-
-
-def test_ndcg_matches_sklearn():
-    from sklearn.metrics import ndcg_score
-
-    rng = random.Random(0)
-    ids = list(range(12))
-    for _ in range(30):
-        ranked = rng.sample(ids, 12)
-        relevant = set(rng.sample(ids, rng.randint(1, 8)))
-        y_true = np.array([[1.0 if i in relevant else 0.0 for i in ranked]])
-        y_score = np.array([[12.0 - r for r in range(12)]])   # the ranking, best first
-        for k in (1, 3, 5, 10):
-            assert rag.ndcg_at_k(ranked, relevant, k) == pytest.approx(
-                ndcg_score(y_true, y_score, k=k), abs=1e-12)
-
-
-def test_mrr_at_k_counts_only_the_first_k():
-    ranked = ["x", "y", "z", "a"]
-    assert rag.mrr(ranked, {"a"}) == 0.25
-    assert rag.mrr(ranked, {"a"}, k=4) == 0.25
-    assert rag.mrr(ranked, {"a"}, k=3) == 0.0
-    assert rag.mrr(ranked, {"z", "a"}, k=3) == pytest.approx(1 / 3)
-
-
-def test_token_vectors_are_unit_length_and_a_text_matches_itself_fully():
-    texts = ["Mira plays the harp in Veldmoor.", "The mill stands by the river."]
-    sentences, tokens = rag.embed_with_tokens(texts)
-    np.testing.assert_allclose(sentences, rag.embed(texts), atol=1e-6)
-    for vecs in tokens:
-        assert vecs.shape[0] > 3 and vecs.shape[1] == 384
-        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
-        # every token's best match in its own text is itself (cosine 1)
-        assert rag.maxsim(vecs, vecs) == pytest.approx(len(vecs), abs=1e-4)
-    # maxsim is asymmetric: the query's tokens each take their best document token
-    assert rag.maxsim(tokens[0][:2], tokens[1]) != pytest.approx(
-        rag.maxsim(tokens[1], tokens[0][:2]))

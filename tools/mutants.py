@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -374,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run of the test files on the unmutated code")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="run N mutants at a time (default 1; each runs one pytest)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     mutants = select(args.only)
     if args.list:
         width = max(len(m.name) for m in mutants)
@@ -387,15 +392,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all {len(mutants)} snippets occur exactly once")
         return 0
     failing = set() if args.no_baseline else baseline(mutants, args.keep)
-    rows = []
-    for m in mutants:
+
+    def one(m: Mutant) -> str:
         if failing.intersection(m.tests):  # a failure would prove nothing about the mutant
-            rows.append((m, "ERROR: tests fail without the mutant"))
             print(f"{'ERROR':<9} {m.name:<42} skipped: its tests fail without the mutant")
-            continue
+            return "ERROR: tests fail without the mutant"
         status, summary, seconds = run_mutant(m, args.keep)
-        rows.append((m, status))
         print(f"{status:<9} {m.name:<42} {seconds:5.0f} s  {summary[:110]}", flush=True)
+        return status
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:   # each mutant is a subprocess
+        rows = list(zip(mutants, pool.map(one, mutants)))
     survived = [m.name for m, s in rows if s != "caught"]
     print("\n| mutant | module | what it breaks | result |\n|---|---|---|---|")
     for m, s in rows:
