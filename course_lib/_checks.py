@@ -1,7 +1,8 @@
 """Argument checks shared by the modules: each error names the function and the argument.
 
-Not taught; every public function of ``attention``, ``tokenizer``, ``models`` and ``train``
-calls these before it computes anything.
+Not taught; every public function of ``attention``, ``tokenizer``, ``models`` and ``train``,
+and of chapters 5-7's modules (``peft``, ``align``, ``evaluate``, ``prune``, ``gptq``,
+``distill``, ``speculative``, ``rag``), calls these before it computes anything.
 """
 
 from __future__ import annotations
@@ -27,21 +28,27 @@ def check_int(where: str, name: str, value, low: int | None = None,
 
 
 def check_float(where: str, name: str, value, low: float | None = None,
-                high: float | None = None) -> float:
-    """``value`` as a finite float in [low, high]; NaN and inf are ValueErrors."""
+                high: float | None = None, low_open: bool = False,
+                high_open: bool = False) -> float:
+    """``value`` as a finite float in [low, high]; NaN and inf are ValueErrors.
+    ``low_open``/``high_open`` exclude the bound itself: (low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{where}: {name} must be finite, got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{where}: {name} must be in [{low}, {high}], got {value}")
+    if (low is not None and (value <= low if low_open else value < low)) or \
+            (high is not None and (value >= high if high_open else value > high)):
+        raise ValueError(f"{where}: {name} must be in {'(' if low_open else '['}{low}, {high}"
+                         f"{')' if high_open else ']'}, got {value}")
     return value
 
 
 def check_tensor(where: str, name: str, x, floating: bool | None = None,
-                 dims: tuple[int, ...] | None = None, min_dim: int | None = None):
-    """A torch.Tensor with a floating (or integer) dtype and the given number of dims."""
+                 dims: tuple[int, ...] | None = None, min_dim: int | None = None,
+                 nonempty: bool = False, finite: bool = False):
+    """A torch.Tensor with a floating (or integer) dtype and the given number of dims;
+    ``nonempty`` refuses zero elements, ``finite`` refuses NaN and inf."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(x).__name__}")
     if floating is True and not x.is_floating_point():
@@ -54,7 +61,28 @@ def check_tensor(where: str, name: str, x, floating: bool | None = None,
     if min_dim is not None and x.dim() < min_dim:
         raise ValueError(f"{where}: {name} needs at least {min_dim} dims, got shape "
                          f"{tuple(x.shape)}")
+    if nonempty and x.numel() == 0:
+        raise ValueError(f"{where}: {name} is empty (shape {tuple(x.shape)})")
+    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{where}: {name} contains NaN or inf")
     return x
+
+
+def check_list(where: str, name: str, value, of: type | tuple[type, ...] | None = None,
+               nonempty: bool = True) -> list:
+    """``value`` as a list: a list or tuple (a bare str is refused, so ``"abc"`` is not three
+    items), non-empty unless told, each item an instance of ``of`` when given."""
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+        raise TypeError(f"{where}: {name} must be a list, got {type(value).__name__}")
+    if nonempty and not value:
+        raise ValueError(f"{where}: {name} is empty")
+    if of is not None:
+        for item in value:
+            if isinstance(item, bool) and bool not in (of if isinstance(of, tuple) else (of,)) \
+                    or not isinstance(item, of):
+                raise TypeError(f"{where}: every item of {name} must be "
+                                f"{getattr(of, '__name__', of)}, got {item!r}")
+    return list(value)
 
 
 def check_ids(where: str, ids, vocab_size: int) -> list[int]:

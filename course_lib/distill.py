@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_float, check_int, check_tensor
 from .models import GPT, WEIGHTS_DIR, GPTConfig, config_dict, sha256_file
 from .train import (
     Schedule,
@@ -44,11 +45,11 @@ STUDENTS = {"hard": {"alpha": 0.0, "temperature": 1.0},
             "soft": {"alpha": 0.5, "temperature": 2.0}}
 
 
-def _check_number(value, name, low, high, low_open=False):
+def _check_number(value, name, low, high, low_open=False, where="distillation_loss"):
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{where}: {name} must be a number, got {value!r}")
     if value < low or value > high or (low_open and value == low):
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}], "
+        raise ValueError(f"{where}: {name} must be in {'(' if low_open else '['}{low}, {high}], "
                          f"got {value!r}")
 
 
@@ -57,22 +58,30 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``, each
     averaged over the positions whose label is not -100. Logits are ``(..., V)``, labels
     ``(...)``. The teacher's logits are treated as constants (detached)."""
+    where = "distillation_loss"
     for name, t in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() < 2:
-            raise ValueError(f"{name} must be a floating-point (..., vocab) tensor")
+            raise ValueError(f"{where}: {name} must be a floating-point (..., vocab) tensor")
+        check_tensor(where, name, t, nonempty=True, finite=True)
     if teacher_logits.shape != student_logits.shape:
-        raise ValueError(f"teacher_logits shape {tuple(teacher_logits.shape)} != student_logits "
+        raise ValueError(f"{where}: teacher_logits shape {tuple(teacher_logits.shape)} != "
+                         f"student_logits "
                          f"shape {tuple(student_logits.shape)}")
     if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32) \
             or labels.shape != student_logits.shape[:-1]:
-        raise ValueError(f"labels must be integer ids of shape {tuple(student_logits.shape[:-1])}")
+        raise ValueError(f"{where}: labels must be integer ids of shape "
+                         f"{tuple(student_logits.shape[:-1])}")
+    bad = (labels != -100) & ((labels < 0) | (labels >= student_logits.shape[-1]))
+    if bad.any():
+        raise ValueError(f"{where}: labels must be ids in [0, {student_logits.shape[-1]}) or "
+                         f"-100, got {labels[bad][:5].tolist()}")
     _check_number(temperature, "temperature", 0, 1e4, low_open=True)
     _check_number(alpha, "alpha", 0, 1)
     vocab = student_logits.shape[-1]
     s, y = student_logits.reshape(-1, vocab), labels.reshape(-1)
     keep = y != -100
     if not keep.any():
-        raise ValueError("labels: every position is -100; nothing to learn from")
+        raise ValueError(f"{where}: labels: every position is -100; nothing to learn from")
     hard = F.cross_entropy(s, y, ignore_index=-100) if alpha < 1 else s.new_zeros(())
     if alpha == 0:
         return hard
@@ -92,6 +101,25 @@ def train_student(student: GPT, teacher: GPT | None, train_tokens: torch.Tensor,
     """Train ``student`` with ``train.fit`` on random windows (the same batches as the
     teacher's own training for the same seed) under :func:`distillation_loss`. ``alpha=0`` is
     plain next-token training and needs no teacher. Returns fit's History."""
+    where = "train_student"
+    for name, model in (("student", student), ("teacher", teacher)):
+        if model is not None and not (isinstance(model, torch.nn.Module)
+                                      and hasattr(model, "config")):
+            raise TypeError(f"{where}: {name} must be a course GPT, got {type(model).__name__}")
+    if student is None:
+        raise TypeError(f"{where}: student must be a course GPT, got None")
+    check_tensor(where, "train_tokens", train_tokens, floating=False, dims=(1,))
+    if len(train_tokens) <= student.config.block_size:
+        raise ValueError(f"{where}: train_tokens needs more than block_size="
+                         f"{student.config.block_size} tokens, got {len(train_tokens)}")
+    check_int(where, "steps", steps, low=1)
+    check_int(where, "batch_size", batch_size, low=1)
+    check_int(where, "warmup", warmup, low=0)
+    check_int(where, "eval_every", eval_every, low=1)
+    check_int(where, "seed", seed, low=0)
+    check_float(where, "lr", lr, low=0, low_open=True)
+    _check_number(temperature, "temperature", 0, 1e4, low_open=True, where=where)
+    _check_number(alpha, "alpha", 0, 1, where=where)
     if alpha > 0 and teacher is None:
         raise ValueError("train_student: alpha > 0 needs a teacher")
     if teacher is not None:
@@ -121,6 +149,8 @@ def load_organism(name: str, weights_dir: str | Path | None = None) -> GPT:
     from .tokenizer import load_tokenizer
 
     names = [TEACHER] + [f"pydoc-student-{k}" for k in STUDENTS]
+    if not isinstance(name, str):
+        raise TypeError(f"load_organism: name must be a str, got {type(name).__name__}")
     if name not in names:
         raise ValueError(f"load_organism: unknown model {name!r}; available: {names}")
     d = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)

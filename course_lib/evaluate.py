@@ -16,7 +16,9 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from .align import encode_chat
+from ._checks import check_float, check_ids, check_int, check_list
+from .align import check_encoded, encode_chat
+from .train import check_windows, window_loss
 
 __all__ = ["perplexity", "normalize_answer", "exact_match", "greedy_answers_match",
            "greedy_matches", "choice_logprobs", "multiple_choice_accuracy", "pairwise_judge",
@@ -35,35 +37,26 @@ def perplexity(model, tokens: torch.Tensor, block_size: int | None = None,
     tokens the model is, on average, choosing among: 1 is certainty, the vocabulary size is a
     uniform guess.
     """
-    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
-        raise ValueError("perplexity: tokens must be a 1-D tensor of token ids")
-    if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"perplexity: tokens must be integer ids, got {tokens.dtype}")
-    block = model.config.block_size if block_size is None else block_size
-    n_windows = (len(tokens) - 1) // block
-    if n_windows < 1:
-        raise ValueError(f"perplexity: need more than block_size={block} tokens, got "
-                         f"{len(tokens)}")
+    block, n_windows = check_windows("perplexity", model, tokens, block_size)
     if max_windows is not None:
-        n_windows = min(n_windows, max_windows)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, n_windows, 16):
-        idx = range(start, min(start + 16, n_windows))
-        x = torch.stack([tokens[i * block: (i + 1) * block] for i in idx])
-        y = torch.stack([tokens[i * block + 1: (i + 1) * block + 1] for i in idx])
-        _, loss = model(x, y)
-        total += loss.item() * y.numel()
-        count += y.numel()
-    model.train(was_training)
-    return math.exp(total / count)
+        n_windows = min(n_windows, check_int("perplexity", "max_windows", max_windows, low=1))
+    return math.exp(window_loss(model, tokens, block, 16, n_windows))
+
+
+def _vocab(where: str, model) -> int:
+    """The vocabulary size of a course model (ids must lie below it); a wrapper without a
+    ``config`` (``peft.PromptTuning``) is checked against its inner model's."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{where}: model must be a torch nn.Module, got {type(model).__name__}")
+    config = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config",
+                                                       None)
+    return getattr(config, "vocab_size", 2**63 - 1)
 
 
 def _words(text: str, caller: str) -> list[str]:
     """Lower-cased words of ``text`` with ASCII punctuation deleted."""
     if not isinstance(text, str):
-        raise TypeError(f"{caller}: expected str, got {type(text).__name__}")
+        raise TypeError(f"{caller}: text must be a str, got {type(text).__name__}")
     return text.lower().translate(str.maketrans("", "", string.punctuation)).split()
 
 
@@ -76,8 +69,8 @@ def normalize_answer(text: str) -> str:
 
 def exact_match(predictions: list[str], answers: list[str]) -> float:
     """Fraction of predictions equal to their answer after ``normalize_answer``, in [0, 1]."""
-    if isinstance(predictions, str) or isinstance(answers, str):
-        raise TypeError("exact_match: predictions and answers must be lists of strings")
+    check_list("exact_match", "predictions", predictions, of=str, nonempty=False)
+    check_list("exact_match", "answers", answers, of=str, nonempty=False)
     if len(predictions) != len(answers):
         raise ValueError(f"exact_match: {len(predictions)} predictions for {len(answers)} "
                          f"answers")
@@ -97,8 +90,7 @@ def greedy_answers_match(model, tokenizer, examples: list[dict], batch_size: int
     That is one teacher-forced forward pass instead of a decoding loop: the same answer as
     ``generate(temperature=0)`` followed by an exact-match check, many times cheaper.
     """
-    if not examples:
-        raise ValueError("greedy_answers_match: examples is empty")
+    check_list("greedy_answers_match", "examples", examples, of=dict)
     seqs = [encode_chat(tokenizer, e["instruction"], e["response"]) for e in examples]
     return greedy_matches(model, seqs, batch_size)
 
@@ -109,6 +101,8 @@ def greedy_matches(model, seqs: list[tuple[list[int], int]], batch_size: int = 6
     """For each encoded ``(ids, n_prompt)``: is every token after the prompt the model's
     argmax given the tokens before it? That is, does greedy decoding from ``ids[:n_prompt]``
     write ``ids[n_prompt:]``? One teacher-forced forward pass per batch."""
+    seqs = check_encoded("greedy_matches", seqs, _vocab("greedy_matches", model))
+    batch_size = check_int("greedy_matches", "batch_size", batch_size, low=1)
     was_training = model.training
     model.eval()
     out = []
@@ -130,7 +124,11 @@ def greedy_matches(model, seqs: list[tuple[list[int], int]], batch_size: int = 6
 def choice_logprobs(model, context_ids: list[int], choices_ids: list[list[int]]
                     ) -> list[tuple[float, int]]:
     """(summed log-probability, token count) of each choice as a continuation of the context."""
-    if not context_ids or not choices_ids or any(not c for c in choices_ids):
+    vocab = _vocab("choice_logprobs", model)
+    context_ids = check_ids("choice_logprobs: context_ids", context_ids, vocab)
+    choices_ids = [check_ids("choice_logprobs: choices_ids", c, vocab) for c in
+                   check_list("choice_logprobs", "choices_ids", choices_ids)]
+    if not context_ids or any(not c for c in choices_ids):
         raise ValueError("choice_logprobs: context and every choice need at least one token")
     t = len(context_ids) + max(len(c) for c in choices_ids) - 1
     x = torch.zeros(len(choices_ids), t, dtype=torch.long)
@@ -152,8 +150,16 @@ def multiple_choice_accuracy(model, items: list[dict], normalize: bool) -> float
     ``normalize=True`` divides by the choice's token count first (per-token average), the
     two conventions evaluation harnesses report as ``acc`` and ``acc_norm``-like scores.
     """
-    if not items:
-        raise ValueError("multiple_choice_accuracy: items is empty")
+    where = "multiple_choice_accuracy"
+    check_list(where, "items", items, of=dict)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"{where}: normalize must be a bool, got {normalize!r}")
+    for j, item in enumerate(items):
+        if not {"context_ids", "choices_ids", "answer"} <= set(item):
+            raise ValueError(f"{where}: items[{j}] needs context_ids, choices_ids and answer, "
+                             f"got keys {sorted(item)}")
+        n = len(item["choices_ids"]) if isinstance(item["choices_ids"], list | tuple) else 0
+        check_int(where, f"items[{j}]['answer']", item["answer"], low=0, high=max(n - 1, 0))
     hits = 0
     for item in items:
         scores = choice_logprobs(model, item["context_ids"], item["choices_ids"])
@@ -169,22 +175,32 @@ def pairwise_judge(score_fn, question: str, answer_a: str, answer_b: str) -> int
     the answers in the order given, so a judge with a position bias can contradict itself when
     the order swaps.
     """
-    first, second = score_fn(question, answer_a, answer_b)
-    if math.isnan(first) or math.isnan(second):
-        raise ValueError("pairwise_judge: the judge returned NaN")
+    if not callable(score_fn):
+        raise TypeError(f"pairwise_judge: score_fn must be callable, got {score_fn!r}")
+    for name, text in (("question", question), ("answer_a", answer_a), ("answer_b", answer_b)):
+        if not isinstance(text, str):
+            raise TypeError(f"pairwise_judge: {name} must be a str, got {type(text).__name__}")
+    out = score_fn(question, answer_a, answer_b)
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise TypeError(f"pairwise_judge: score_fn must return two scores, got {out!r}")
+    if any(isinstance(v, numbers.Real) and v != v for v in out):
+        raise ValueError(f"pairwise_judge: score_fn returned NaN ({out!r})")
+    first = check_float("pairwise_judge", "score_fn's first score", out[0])
+    second = check_float("pairwise_judge", "score_fn's second score", out[1])
     return 0 if first >= second else 1
 
 
 def win_rate(preferences: list[int]) -> float:
     """Fraction of comparisons won by the first system (preference 0); ties not allowed."""
-    if not preferences:
-        raise ValueError("win_rate: preferences is empty")
-    if any(p not in (0, 1) for p in preferences):
+    preferences = check_list("win_rate", "preferences", preferences)
+    if any(isinstance(p, bool) or p not in (0, 1) for p in preferences):
         raise ValueError("win_rate: each preference must be 0 (first wins) or 1 (second)")
     return preferences.count(0) / len(preferences)
 
 
 def ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    """The set of ``n``-word windows of ``words`` (empty when there are fewer than ``n``)."""
+    check_list("ngrams", "words", words, of=str, nonempty=False)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"ngrams: n must be a positive int, got {n!r}")
     return {tuple(words[i: i + n]) for i in range(len(words) - n + 1)}
@@ -197,8 +213,10 @@ def ngram_contamination(train_texts: list[str], test_texts: list[str], n: int = 
     GPT-3's contamination study flagged a test example on any shared 13-gram. Texts shorter
     than ``n`` words cannot be flagged.
     """
-    if not train_texts or not test_texts:
-        raise ValueError("ngram_contamination: train_texts and test_texts must be non-empty")
+    check_list("ngram_contamination", "train_texts", train_texts, of=str)
+    check_list("ngram_contamination", "test_texts", test_texts, of=str)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"ngram_contamination: n must be a positive int, got {n!r}")
     seen: set[tuple[str, ...]] = set()
     for text in train_texts:
         seen |= ngrams(_words(text, "ngram_contamination"), n)

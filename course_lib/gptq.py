@@ -18,44 +18,43 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_float, check_int, check_tensor
+
 __all__ = ["gptq_quantize", "hessian", "inverse_hessian_factor", "layer_error", "rtn_quantize"]
 
 
 # --------------------------------------------------------------------------- checks
-def check_weight(weight, name: str = "weight") -> torch.Tensor:
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(weight).__name__}")
-    if not weight.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {weight.dtype}")
-    if weight.dim() != 2 or weight.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty (d_out, d_in) matrix, "
-                         f"got shape {tuple(weight.shape)}")
-    if not torch.isfinite(weight).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return weight
+def check_weight(weight, name: str = "weight", where: str = "gptq") -> torch.Tensor:
+    """A non-empty, finite, floating-point 2-D tensor."""
+    return check_tensor(where, name, weight, floating=True, dims=(2,), nonempty=True,
+                        finite=True)
 
 
-def check_inputs(inputs, d_in: int) -> torch.Tensor:
-    check_weight(inputs, "inputs")
+def check_inputs(inputs, d_in: int, where: str = "gptq") -> torch.Tensor:
+    check_weight(inputs, "inputs", where)
     if inputs.shape[1] != d_in:
-        raise ValueError(f"inputs must be (n_samples, d_in={d_in}), got {tuple(inputs.shape)}")
+        raise ValueError(f"{where}: inputs must be (n_samples, d_in={d_in}), "
+                         f"got {tuple(inputs.shape)}")
     return inputs
 
 
-def check_bits(bits) -> int:
+def check_bits(bits, where: str = "gptq") -> int:
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an integer in 2..8, got {bits!r}")
+        raise ValueError(f"{where}: bits must be an integer in 2..8, got {bits!r}")
     return bits
 
 
-def check_group_size(group_size, d_in: int) -> int | None:
+def check_group_size(group_size, d_in: int, where: str = "gptq") -> int | None:
     if group_size is None:
         return None
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int or None, got {group_size!r}")
+    group_size = check_int(where, "group_size", group_size, low=1)
     if d_in % group_size:
-        raise ValueError(f"group_size={group_size} must divide d_in={d_in}")
+        raise ValueError(f"{where}: group_size={group_size} must divide d_in={d_in}")
     return group_size
+
+
+def check_damp(damp, where: str = "gptq") -> float:
+    return check_float(where, "damp", damp, low=0, high=1e6, high_open=True)
 
 
 # --------------------------------------------------------------------------- the grid
@@ -80,10 +79,10 @@ def quantize_dequantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor
 def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None) -> torch.Tensor:
     """Round-to-nearest: every weight to the nearest point of its row's (or group's) grid.
     Returns the dequantized weight, same shape and dtype."""
-    check_weight(weight)
-    check_bits(bits)
+    check_weight(weight, where="rtn_quantize")
+    check_bits(bits, "rtn_quantize")
     d_out, d_in = weight.shape
-    g = check_group_size(group_size, d_in) or d_in
+    g = check_group_size(group_size, d_in, "rtn_quantize") or d_in
     w = weight.reshape(d_out, d_in // g, g).reshape(-1, g)   # (d_out * n_groups, g)
     scale, zero = grid_params(w, bits)
     return quantize_dequantize(w, scale, zero, bits).reshape(d_out, d_in).to(weight.dtype)
@@ -93,7 +92,7 @@ def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None)
 def hessian(inputs: torch.Tensor) -> torch.Tensor:
     """``H = 2 X^T X / n`` (d_in, d_in), float64: the Hessian of ``||W X^T - W' X^T||^2 / n``
     with respect to each row of ``W'``."""
-    x = inputs.to(torch.float64)
+    x = check_weight(inputs, "inputs", "hessian").to(torch.float64)
     return 2.0 * x.T @ x / x.shape[0]
 
 
@@ -103,16 +102,19 @@ def inverse_hessian_factor(h: torch.Tensor, damp: float) -> tuple[torch.Tensor, 
 
     Dead inputs get ``H_jj = 1``: nothing is learned about them, their weights are free.
     """
-    if isinstance(damp, bool) or not isinstance(damp, int | float) or not 0 <= damp < 1e6 \
-            or damp != damp:
-        raise ValueError(f"damp must be a finite number >= 0, got {damp!r}")
+    damp = check_damp(damp, "inverse_hessian_factor")
+    check_weight(h, "h", "inverse_hessian_factor")
+    if h.shape[0] != h.shape[1]:
+        raise ValueError(f"inverse_hessian_factor: h must be square (d_in, d_in), "
+                         f"got {tuple(h.shape)}")
     h = h.clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     h += damp * torch.diag(h).mean() * torch.eye(len(h), dtype=h.dtype)
     lower, info = torch.linalg.cholesky_ex(h)
     if info.item() != 0:
-        raise ValueError("the layer Hessian X^T X is singular (not positive definite): "
+        raise ValueError("inverse_hessian_factor: the layer Hessian h = X^T X is singular (not "
+                         "positive definite): "
                          "use damp > 0 or more calibration samples")
     h_inv = torch.cholesky_inverse(lower)
     return torch.linalg.cholesky(h_inv, upper=True), dead
@@ -120,11 +122,11 @@ def inverse_hessian_factor(h: torch.Tensor, damp: float) -> tuple[torch.Tensor, 
 
 def layer_error(weight: torch.Tensor, new_weight: torch.Tensor, inputs: torch.Tensor) -> float:
     """``||W X^T - W' X^T||_F^2``: how much the layer's output moves (the GPTQ objective)."""
-    check_weight(weight)
-    check_weight(new_weight, "new_weight")
-    check_inputs(inputs, weight.shape[1])
+    check_weight(weight, where="layer_error")
+    check_weight(new_weight, "new_weight", "layer_error")
+    check_inputs(inputs, weight.shape[1], "layer_error")
     if new_weight.shape != weight.shape:
-        raise ValueError(f"new_weight shape {tuple(new_weight.shape)} != weight shape "
+        raise ValueError(f"layer_error: new_weight shape {tuple(new_weight.shape)} != weight shape "
                          f"{tuple(weight.shape)}")
     diff = (weight.double() - new_weight.double()) @ inputs.double().T
     return float(diff.pow(2).sum())
@@ -141,13 +143,16 @@ def gptq_quantize(weight: torch.Tensor, inputs: torch.Tensor, bits: int,
     group's grid is set when its first column is reached, from the already-updated weights;
     blocks are widened to whole groups so that a group never straddles a lazy update.
     """
-    check_weight(weight)
+    where = "gptq_quantize"
+    check_weight(weight, where=where)
     d_out, d_in = weight.shape
-    check_inputs(inputs, d_in)
-    check_bits(bits)
-    g = check_group_size(group_size, d_in)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_inputs(inputs, d_in, where)
+    check_bits(bits, where)
+    g = check_group_size(group_size, d_in, where)
+    block_size = check_int(where, "block_size", block_size, low=1)
+    check_damp(damp, where)
+    if not isinstance(act_order, bool):
+        raise TypeError(f"{where}: act_order must be a bool, got {act_order!r}")
     if g is not None:
         block_size = max(g, block_size // g * g)
     dtype = weight.dtype

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_ids, check_tensor
 from .attention import causal_mask
 from .models import token_loss
 
@@ -28,13 +29,19 @@ __all__ = ["LoRALinear", "PromptTuning", "apply_lora", "count_trainable", "lora_
            "lora_state", "load_lora_state", "merge_lora"]
 
 
-def _check_rank_alpha(r, alpha) -> None:
+def _check_rank_alpha(where: str, r, alpha) -> None:
     if isinstance(r, bool) or not isinstance(r, Integral) or r < 1:
-        raise ValueError(f"r (the LoRA rank) must be a positive integer, got {r!r}")
+        raise ValueError(f"{where}: r (the LoRA rank) must be a positive integer, got {r!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not math.isfinite(alpha) \
             or alpha <= 0:
-        raise ValueError(f"alpha (the LoRA scale numerator) must be a positive finite number, "
-                         f"got {alpha!r}")
+        raise ValueError(f"{where}: alpha (the LoRA scale numerator) must be a positive finite "
+                         f"number, got {alpha!r}")
+
+
+def _check_model(where: str, model) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be a torch nn.Module, got {type(model).__name__}")
+    return model
 
 
 def lora_param_count(d_in: int, d_out: int, r: int) -> int:
@@ -59,7 +66,7 @@ class LoRALinear(nn.Module):
 
     def __init__(self, base: nn.Module, r: int, alpha: float):
         super().__init__()
-        _check_rank_alpha(r, alpha)
+        _check_rank_alpha("LoRALinear", r, alpha)
         if not (isinstance(base, nn.Linear) or hasattr(base, "dequantized_weight")):
             raise TypeError(f"LoRALinear: base must be an nn.Linear or a QuantLinear, "
                             f"got {type(base).__name__}")
@@ -83,6 +90,10 @@ class LoRALinear(nn.Module):
         return self.base.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("LoRALinear.forward", "x", x, floating=True, min_dim=1)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"LoRALinear.forward: x must end in d_in={self.in_features}, "
+                             f"got shape {tuple(x.shape)}")
         update = F.linear(F.linear(x, self.lora_A), self.lora_B)    # (..., r) -> (..., d_out)
         return self.base(x) + self.scaling * update
 
@@ -108,8 +119,10 @@ def apply_lora(model: nn.Module, r: int, alpha: float,
                                                        "out_proj")) -> nn.Module:
     """Freeze ``model`` and wrap, in place, every Linear whose name ends with a ``targets``
     entry in a ``LoRALinear``. Returns ``model``; only the adapters are trainable."""
-    _check_rank_alpha(r, alpha)
-    if isinstance(targets, str) or not targets:
+    _check_model("apply_lora", model)
+    _check_rank_alpha("apply_lora", r, alpha)
+    if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets \
+            or not all(isinstance(t, str) and t for t in targets):
         raise ValueError(f"apply_lora: targets must be a non-empty list of module names, "
                          f"got {targets!r}")
     chosen = [(name, mod) for name, mod in model.named_modules()
@@ -134,6 +147,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     The merged model computes the same outputs (up to float rounding) at no extra cost per
     token. A quantized base is dequantized into the merged fp32 weight. Returns ``model``.
     """
+    _check_model("merge_lora", model)
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
     if not found:
         raise ValueError("merge_lora: the model has no LoRALinear layer to merge")
@@ -152,6 +166,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter tensors only (``...lora_A``, ``...lora_B``): what one tenant ships."""
+    _check_model("lora_state", model)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()
              if k.endswith(("lora_A", "lora_B"))}
     if not state:
@@ -162,6 +177,11 @@ def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     """Swap an adapter in: copy ``state`` into the model's LoRA tensors (same names, shapes)."""
+    _check_model("load_lora_state", model)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in
+                                              state.values()):
+        raise TypeError(f"load_lora_state: state must be a dict of tensors (from lora_state), "
+                        f"got {type(state).__name__}")
     own = {k: v for k, v in model.state_dict().items() if k.endswith(("lora_A", "lora_B"))}
     if set(own) != set(state):
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
@@ -171,12 +191,15 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Modu
         if own[k].shape != v.shape:
             raise ValueError(f"load_lora_state: {k} has shape {tuple(v.shape)}, the model's "
                              f"is {tuple(own[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"load_lora_state: state[{k!r}] contains NaN or inf")
         own[k].copy_(v)
     return model
 
 
 def count_trainable(model: nn.Module) -> int:
     """Parameters with ``requires_grad`` (each tensor counted once)."""
+    _check_model("count_trainable", model)
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()
                if p.requires_grad)
 
@@ -202,6 +225,8 @@ class PromptTuning(nn.Module):
         self.model, self.k = model, int(k)
         model.requires_grad_(False)
         table = model.emb.tok_emb.weight.detach()
+        if init_ids is not None:
+            init_ids = check_ids("PromptTuning: init_ids", init_ids, table.shape[0])
         if init_ids:
             ids = torch.tensor([init_ids[i % len(init_ids)] for i in range(k)])
             start = table[ids].clone()
@@ -210,9 +235,13 @@ class PromptTuning(nn.Module):
         self.prompt = nn.Parameter(start)                               # (k, C)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        check_tensor("PromptTuning.forward", "idx", idx, floating=False, dims=(2,))
         m, (b, t) = self.model, idx.shape
+        if t < 1:
+            raise ValueError("PromptTuning.forward: idx is empty (no tokens)")
         if t + self.k > m.config.block_size:
-            raise ValueError(f"PromptTuning: {t} tokens + {self.k} virtual exceed block_size")
+            raise ValueError(f"PromptTuning.forward: idx has {t} tokens; with {self.k} virtual "
+                             f"ones they exceed block_size={m.config.block_size}")
         x = torch.cat([self.prompt.expand(b, -1, -1), m.emb.tok_emb(idx)], dim=1)  # (B, k+T, C)
         pos = torch.arange(self.k + t, device=idx.device)
         x = x + (m.emb.pos_emb(pos) if m.emb.pos_emb is not None else m.emb.pos_table[pos])

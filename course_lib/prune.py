@@ -2,7 +2,8 @@
 
 Taught in book/06_inference.md. ``weight`` is ``(d_out, d_in)`` as in ``nn.Linear``; calibration
 ``inputs`` are ``(n_samples, d_in)``. ``sparsity`` is the share of weights zeroed in each output
-row (``round(sparsity * d_in)`` of them); ``n_m=(n, m)`` instead keeps ``n`` of every ``m``
+row: ``round(sparsity * d_in)`` of them, Python's ``round``, so 2.8 -> 3 and an exact half
+goes to the even neighbour (2.5 -> 2); ``n_m=(n, m)`` instead keeps ``n`` of every ``m``
 consecutive weights along ``d_in`` (2:4 is what sparse tensor cores run). Each function returns
 the pruned weight; the zeros are exact zeros.
 
@@ -18,38 +19,39 @@ from __future__ import annotations
 
 import torch
 
-from .gptq import check_inputs, check_weight, hessian, inverse_hessian_factor
+from ._checks import check_int, check_tensor
+from .gptq import check_damp, check_inputs, check_weight, hessian, inverse_hessian_factor
 
 __all__ = ["magnitude_prune", "n_m_mask", "sparsegpt_prune", "sparsity_of", "wanda_prune"]
 
 
-def check_sparsity(sparsity) -> float:
+def check_sparsity(sparsity, where: str = "prune") -> float:
     if isinstance(sparsity, bool) or not isinstance(sparsity, int | float) \
             or not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+        raise ValueError(f"{where}: sparsity must be a number in [0, 1), got {sparsity!r}")
     return float(sparsity)
 
 
-def check_n_m(n_m, d_in: int) -> tuple[int, int]:
+def check_n_m(n_m, d_in: int, where: str = "prune") -> tuple[int, int]:
     if (not isinstance(n_m, tuple | list) or len(n_m) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in n_m)):
-        raise ValueError(f"n_m must be a pair of ints (n, m), got {n_m!r}")
+        raise ValueError(f"{where}: n_m must be a pair of ints (n, m), got {n_m!r}")
     n, m = n_m
     if not 1 <= n <= m:
-        raise ValueError(f"n_m=(n, m) needs 1 <= n <= m, got {n_m!r}")
+        raise ValueError(f"{where}: n_m=(n, m) needs 1 <= n <= m, got {n_m!r}")
     if d_in % m:
-        raise ValueError(f"n_m={n_m!r}: d_in={d_in} is not divisible by m={m}")
+        raise ValueError(f"{where}: n_m={n_m!r}: d_in={d_in} is not divisible by m={m}")
     return n, m
 
 
-def _check_pattern(sparsity, n_m, d_in):
+def _check_pattern(sparsity, n_m, d_in, where):
     """Either an unstructured sparsity or an N:M pattern (with a matching sparsity)."""
-    sparsity = check_sparsity(sparsity)
+    sparsity = check_sparsity(sparsity, where)
     if n_m is None:
         return sparsity, None
-    n, m = check_n_m(n_m, d_in)
+    n, m = check_n_m(n_m, d_in, where)
     if abs(sparsity - (1 - n / m)) > 1e-9:
-        raise ValueError(f"sparsity={sparsity} disagrees with n_m={n_m!r} "
+        raise ValueError(f"{where}: sparsity={sparsity} disagrees with n_m={n_m!r} "
                          f"(which is {1 - n / m:g} sparse)")
     return sparsity, (n, m)
 
@@ -64,7 +66,13 @@ def lowest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def n_m_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """True (prune) at the ``m - n`` smallest scores of every ``m`` consecutive columns."""
+    check_tensor("n_m_mask", "scores", scores, floating=True, dims=(2,), nonempty=True,
+                 finite=True)
+    check_int("n_m_mask", "n", n, low=1)
+    check_int("n_m_mask", "m", m, low=n)
     d_out, d_in = scores.shape
+    if d_in % m:
+        raise ValueError(f"n_m_mask: scores has d_in={d_in} columns, not divisible by m={m}")
     groups = scores.reshape(d_out, d_in // m, m)                # (d_out, groups, m)
     drop = torch.topk(groups, m - n, dim=-1, largest=False).indices
     mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, drop, True)
@@ -81,18 +89,19 @@ def _prune_by_score(weight, scores, sparsity, n_m):
 
 def magnitude_prune(weight: torch.Tensor, sparsity: float,
                     n_m: tuple[int, int] | None = None) -> torch.Tensor:
-    """Zero the smallest-magnitude weights of each row (or of each group of ``m``)."""
-    check_weight(weight)
-    sparsity, n_m = _check_pattern(sparsity, n_m, weight.shape[1])
+    """Zero the ``round(sparsity * d_in)`` smallest-magnitude weights of each row (or the
+    ``m - n`` smallest of each group of ``m``)."""
+    check_weight(weight, where="magnitude_prune")
+    sparsity, n_m = _check_pattern(sparsity, n_m, weight.shape[1], "magnitude_prune")
     return _prune_by_score(weight, weight.abs(), sparsity, n_m)
 
 
 def wanda_prune(weight: torch.Tensor, inputs: torch.Tensor, sparsity: float,
                 n_m: tuple[int, int] | None = None) -> torch.Tensor:
     """Zero the weights with the smallest ``|w_ij| * ||x_j||_2`` in each row (Wanda)."""
-    check_weight(weight)
-    check_inputs(inputs, weight.shape[1])
-    sparsity, n_m = _check_pattern(sparsity, n_m, weight.shape[1])
+    check_weight(weight, where="wanda_prune")
+    check_inputs(inputs, weight.shape[1], "wanda_prune")
+    sparsity, n_m = _check_pattern(sparsity, n_m, weight.shape[1], "wanda_prune")
     norms = inputs.double().norm(dim=0).to(weight.dtype)      # (d_in,)
     return _prune_by_score(weight, weight.abs() * norms[None, :], sparsity, n_m)
 
@@ -103,12 +112,13 @@ def sparsegpt_prune(weight: torch.Tensor, inputs: torch.Tensor, sparsity: float,
     """SparseGPT on one layer. Each row ends with exactly ``round(sparsity * d_in)`` zeros
     (block ``[i1, i2)`` prunes ``round(s * i2) - round(s * i1)`` of them), or the N:M pattern.
     Works in the weight's dtype."""
-    check_weight(weight)
+    where = "sparsegpt_prune"
+    check_weight(weight, where=where)
     d_out, d_in = weight.shape
-    check_inputs(inputs, d_in)
-    sparsity, n_m = _check_pattern(sparsity, n_m, d_in)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_inputs(inputs, d_in, where)
+    sparsity, n_m = _check_pattern(sparsity, n_m, d_in, where)
+    block_size = check_int(where, "block_size", block_size, low=1)
+    check_damp(damp, where)
     if n_m is not None:
         block_size = max(n_m[1], block_size // n_m[1] * n_m[1])  # whole groups per block
     u, dead = inverse_hessian_factor(hessian(inputs), damp)
@@ -142,4 +152,5 @@ def sparsegpt_prune(weight: torch.Tensor, inputs: torch.Tensor, sparsity: float,
 
 def sparsity_of(weight: torch.Tensor) -> float:
     """Share of exact zeros."""
+    check_tensor("sparsity_of", "weight", weight, nonempty=True)
     return float((weight == 0).double().mean())

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_int, check_tensor
+
 __all__ = ["SpeculativeStats", "expected_speedup", "expected_tokens_per_step",
            "speculative_generate", "acceptance_rate"]
 
@@ -31,6 +33,13 @@ class SpeculativeStats:
     accepted: int = 0
     new_tokens: int = 0
 
+    def __post_init__(self):
+        for name in ("target_calls", "drafted", "accepted", "new_tokens"):
+            check_int("SpeculativeStats", name, getattr(self, name), low=0)
+        if self.accepted > self.drafted:
+            raise ValueError(f"SpeculativeStats: accepted={self.accepted} exceeds "
+                             f"drafted={self.drafted}")
+
     @property
     def acceptance(self) -> float:
         """Share of drafted tokens the target accepted."""
@@ -41,21 +50,21 @@ class SpeculativeStats:
         return self.new_tokens / self.target_calls if self.target_calls else float("nan")
 
 
-def _check_prob(alpha, name="alpha"):
+def _check_prob(alpha, where, name="alpha"):
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {alpha!r}")
+        raise ValueError(f"{where}: {name} must be a number in [0, 1], got {alpha!r}")
 
 
-def _check_k(k):
+def _check_k(k, where):
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k (draft length) must be a positive int, got {k!r}")
+        raise ValueError(f"{where}: k (draft length) must be a positive int, got {k!r}")
 
 
 def expected_tokens_per_step(alpha: float, k: int) -> float:
     """Tokens produced per target pass when each draft token is accepted with probability
     ``alpha`` independently: ``(1 - alpha^(k+1)) / (1 - alpha)`` (Leviathan et al., Eq. 1)."""
-    _check_prob(alpha)
-    _check_k(k)
+    _check_prob(alpha, "expected_tokens_per_step")
+    _check_k(k, "expected_tokens_per_step")
     return float(k + 1) if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
@@ -63,15 +72,31 @@ def expected_speedup(alpha: float, k: int, cost_ratio: float) -> float:
     """Expected wall-clock speed-up over plain decoding when one draft step costs
     ``cost_ratio`` target steps and verifying ``k + 1`` tokens costs one target step:
     ``(1 - alpha^(k+1)) / ((1 - alpha)(k c + 1))`` (Leviathan et al., Theorem 3.8)."""
+    _check_prob(alpha, "expected_speedup")
+    _check_k(k, "expected_speedup")
     if isinstance(cost_ratio, bool) or not isinstance(cost_ratio, int | float) \
             or not 0 <= cost_ratio < math.inf:
-        raise ValueError(f"cost_ratio must be a finite number >= 0, got {cost_ratio!r}")
+        raise ValueError(f"expected_speedup: cost_ratio must be a finite number >= 0, "
+                         f"got {cost_ratio!r}")
     return expected_tokens_per_step(alpha, k) / (k * cost_ratio + 1)
 
 
 def acceptance_rate(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Probability that a token drawn from ``q`` is accepted against ``p``:
-    ``sum_x min(p(x), q(x)) = 1 - TV(p, q)``, over the last dimension."""
+    ``sum_x min(p(x), q(x)) = 1 - TV(p, q)``, over the last dimension. ``p`` and ``q`` are
+    probability vectors (or batches of them, same shape): finite, >= 0, summing to 1 within
+    1e-4."""
+    for name, t in (("p", p), ("q", q)):
+        check_tensor("acceptance_rate", name, t, floating=True, min_dim=1, nonempty=True,
+                     finite=True)
+        if (t < 0).any():
+            raise ValueError(f"acceptance_rate: {name} has negative probabilities")
+        total = t.double().sum(-1)
+        if ((total - 1).abs() > 1e-4).any():
+            raise ValueError(f"acceptance_rate: {name} must sum to 1 over the last dimension, "
+                             f"got sums {total.flatten()[:4].tolist()}")
+    if p.shape != q.shape:
+        raise ValueError(f"acceptance_rate: p has shape {tuple(p.shape)}, q {tuple(q.shape)}")
     return torch.minimum(p, q).sum(-1)
 
 
@@ -99,21 +124,35 @@ def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: in
     """Decode ``max_new_tokens`` tokens after ``prompt`` (1, T) from ``target`` with ``draft``
     proposing ``k`` at a time. Both are course GPTs with KV caches and the same vocabulary.
     Returns ``(ids (1, T + max_new_tokens), stats)``. ``temperature=0`` is greedy."""
-    _check_k(k)
+    where = "speculative_generate"
+    _check_k(k, where)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
             or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        raise ValueError(f"{where}: max_new_tokens must be a positive int, "
+                         f"got {max_new_tokens!r}")
     if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
             or not 0 <= temperature < math.inf:
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        raise ValueError(f"{where}: temperature must be a finite number >= 0, "
+                         f"got {temperature!r}")
     if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[0] != 1 \
             or prompt.shape[1] < 1:
-        raise ValueError("prompt must be a (1, T) tensor of token ids with T >= 1")
+        raise ValueError(f"{where}: prompt must be a (1, T) tensor of token ids with T >= 1")
+    for name, model in (("target", target), ("draft", draft)):
+        if not (isinstance(model, torch.nn.Module) and hasattr(model, "new_kv_caches")):
+            raise TypeError(f"{where}: {name} must be a course GPT with KV caches, "
+                            f"got {type(model).__name__}")
     if target.config.vocab_size != draft.config.vocab_size:
-        raise ValueError("target and draft must share a vocabulary")
+        raise ValueError(f"{where}: target and draft must share a vocabulary")
+    check_tensor(where, "prompt", prompt, floating=False)
+    if ((prompt < 0) | (prompt >= target.config.vocab_size)).any():
+        raise ValueError(f"{where}: prompt has ids outside [0, {target.config.vocab_size})")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: generator must be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
     limit = min(target.config.block_size, draft.config.block_size)
     if prompt.shape[1] + max_new_tokens + k > limit:
-        raise ValueError(f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) + k "
+        raise ValueError(f"{where}: prompt ({prompt.shape[1]}) + max_new_tokens "
+                         f"({max_new_tokens}) + k "
                          f"({k}) exceeds the models' block_size {limit}")
     seq = prompt[0].tolist()
     goal = len(seq) + max_new_tokens

@@ -283,28 +283,53 @@ def lm_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 def evaluate(model: GPT, tokens: torch.Tensor, block_size: int | None = None,
              batch_size: int = 32, max_batches: int | None = None) -> float:
     """Mean next-token cross-entropy (nats) over consecutive non-overlapping windows."""
-    check_tensor("evaluate", "tokens", tokens, floating=False, dims=(1,))
-    block_size = model.config.block_size if block_size is None else \
-        check_int("evaluate", "block_size", block_size, low=1, high=model.config.block_size)
+    block_size, n_windows = check_windows("evaluate", model, tokens, block_size)
     batch_size = check_int("evaluate", "batch_size", batch_size, low=1)
     if max_batches is not None:
         max_batches = check_int("evaluate", "max_batches", max_batches, low=1)
-    n_windows = (len(tokens) - 1) // block_size
+        n_windows = min(n_windows, max_batches * batch_size)
+    return window_loss(model, tokens, block_size, batch_size, n_windows)
+
+
+def check_windows(where: str, model, tokens, block_size) -> tuple[int, int]:
+    """The checks of ``evaluate`` and ``evaluate.perplexity``: 1-D integer ``tokens``, a
+    ``block_size`` in [1, the model's ``config.block_size``] (a model without a ``config``,
+    such as ``peft.PromptTuning``, needs an explicit one), at least one whole window.
+    Returns (block, n_windows)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{where}: model must be a torch nn.Module returning (logits, loss), "
+                        f"got {type(model).__name__}")
+    check_tensor(where, "tokens", tokens, floating=False, dims=(1,))
+    limit = getattr(getattr(model, "config", None), "block_size", None)
+    if block_size is None and limit is None:
+        raise TypeError(f"{where}: block_size is needed for a model without config.block_size")
+    block = limit if block_size is None else \
+        check_int(where, "block_size", block_size, low=1, high=limit)
+    n_windows = (len(tokens) - 1) // block
     if n_windows < 1:
-        raise ValueError(f"evaluate: need more than {block_size} tokens, got {len(tokens)}")
+        raise ValueError(f"{where}: need more than block_size={block} tokens, got {len(tokens)}")
+    return block, n_windows
+
+
+@torch.no_grad()
+def window_loss(model, tokens: torch.Tensor, block: int, batch_size: int,
+                n_windows: int) -> float:
+    """The one evaluation loop: mean loss of ``model(x, y)`` over the first ``n_windows``
+    non-overlapping windows of ``block`` tokens, ``batch_size`` windows per forward pass.
+    The model is put in eval mode and back. Arguments are checked by the callers."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for b, start in enumerate(range(0, n_windows, batch_size)):
-        if max_batches is not None and b >= max_batches:
-            break
-        idx = range(start, min(start + batch_size, n_windows))
-        x = torch.stack([tokens[i * block_size: (i + 1) * block_size] for i in idx])
-        y = torch.stack([tokens[i * block_size + 1: (i + 1) * block_size + 1] for i in idx])
-        _, loss = model(x, y)
-        total += loss.item() * y.numel()
-        count += y.numel()
-    model.train(was_training)
+    try:
+        for start in range(0, n_windows, batch_size):
+            idx = range(start, min(start + batch_size, n_windows))
+            x = torch.stack([tokens[i * block: (i + 1) * block] for i in idx])
+            y = torch.stack([tokens[i * block + 1: (i + 1) * block + 1] for i in idx])
+            _, loss = model(x, y)
+            total += loss.item() * y.numel()
+            count += y.numel()
+    finally:
+        model.train(was_training)
     return total / count
 
 

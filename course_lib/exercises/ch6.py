@@ -9,10 +9,12 @@ from course_lib.exercises._util import need_real, need_tensor, randn
 
 
 def magnitude_prune_rows(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Zero the int(sparsity * d_in) smallest-magnitude weights of every row."""
+    """Zero the round(sparsity * d_in) smallest-magnitude weights of every row: the
+    convention of ``prune.magnitude_prune`` (Python's round, so 2.8 -> 3 and a half goes to
+    the even neighbour, 2.5 -> 2)."""
     need_tensor("weight", weight, min_dim=2)
     need_real("sparsity", sparsity, 0.0, 1.0, low_open=False, high_open=True)
-    k = int(sparsity * weight.shape[1])
+    k = round(sparsity * weight.shape[1])
     pruned = weight.clone()
     if k:
         idx = weight.abs().argsort(dim=1)[:, :k]
@@ -24,8 +26,9 @@ register(Exercise(
     id="ch6.magnitude_prune", title="Magnitude pruning, row by row", kind="function",
     section="06_inference.md",
     prompt=("Write magnitude_prune_rows(weight, sparsity) for a (d_out, d_in) weight: in every "
-            "row, set the int(sparsity * d_in) entries of smallest |w| to zero; return a new "
-            "tensor. Raise ValueError for sparsity outside [0, 1)."),
+            "row, set the round(sparsity * d_in) entries of smallest |w| to zero (Python's "
+            "round, as prune.magnitude_prune: 0.35 * 8 = 2.8 prunes 3); return a new tensor. "
+            "Raise ValueError for sparsity outside [0, 1)."),
     hint="Per row, not one threshold for the whole matrix: argsort |w| along dim 1.",
     reference=magnitude_prune_rows,
     cases=lambda: [
@@ -34,6 +37,7 @@ register(Exercise(
              note="rows of very different size"),
         Case((randn(4, 10, seed=3), 0.3)),
         Case((randn(3, 8, seed=4), 0.0), note="sparsity 0 changes nothing"),
+        Case((randn(3, 8, seed=5), 0.35), note="0.35 * 8 = 2.8 rounds to 3, not down to 2"),
     ],
     bad_cases=lambda: [Case((randn(2, 4), 1.0), note="sparsity 1"),
                        Case((randn(2, 4), -0.1), note="negative sparsity")],

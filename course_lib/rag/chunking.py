@@ -28,14 +28,29 @@ class Chunk:
     doc: int = 0
     header: str = ""  # context prepended when indexing (see contextual_chunks), not in text
 
+    def __post_init__(self):
+        for name in ("text", "header"):
+            _check_str("Chunk", getattr(self, name), name)
+        for name in ("start", "end", "index", "doc"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"Chunk: {name} must be an int, got {v!r}")
+            if v < 0:
+                raise ValueError(f"Chunk: {name} must be >= 0, got {v}")
+        if self.end - self.start != len(self.text):
+            raise ValueError(f"Chunk: end - start = {self.end - self.start} must be len(text) "
+                             f"= {len(self.text)}")
+
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each word or punctuation token: the tokenizer of ``by="token"``."""
+    _check_str("word_spans", text)
     return [m.span() for m in _WORD.finditer(text)]
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence, leading spaces removed; newlines are not sentences."""
+    _check_str("sentence_spans", text)
     spans = []
     for m in _SENTENCE.finditer(text):
         a, b = m.span()
@@ -46,16 +61,22 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _check(text, size, overlap):
+def _check_str(where, text, name="text"):
     if not isinstance(text, str):
-        raise TypeError(f"chunk_text: text must be a str, got {type(text).__name__}")
-    for name, v in (("size", size), ("overlap", overlap)):
+        raise TypeError(f"{where}: {name} must be a str, got {type(text).__name__}")
+
+
+def _check(text, size, overlap, doc, where="chunk_text"):
+    _check_str(where, text)
+    for name, v in (("size", size), ("overlap", overlap), ("doc", doc)):
         if not isinstance(v, int) or isinstance(v, bool):
-            raise TypeError(f"chunk_text: {name} must be an int, got {v!r}")
+            raise TypeError(f"{where}: {name} must be an int, got {v!r}")
     if size < 1:
-        raise ValueError(f"chunk_text: size must be >= 1, got {size}")
+        raise ValueError(f"{where}: size must be >= 1, got {size}")
     if not 0 <= overlap < size:
-        raise ValueError(f"chunk_text: overlap must be in [0, size), got {overlap} (size {size})")
+        raise ValueError(f"{where}: overlap must be in [0, size), got {overlap} (size {size})")
+    if doc < 0:
+        raise ValueError(f"{where}: doc must be >= 0, got {doc}")
 
 
 def _windows(spans, size, overlap):
@@ -73,7 +94,7 @@ def _recursive(text, a, b, size, seps):
     if b - a <= size:
         return [(a, b)] if text[a:b].strip() else []
     if not seps:  # no boundary left: cut by characters
-        return [(i, min(i + size, b)) for i in range(a, b, size)]
+        return [(i, min(i + size, b)) for i in range(a, b, size) if text[i:i + size].strip()]
     sep, rest = seps[0], seps[1:]
     cuts, i = [a], text.find(sep, a + 1, b)
     while i != -1:
@@ -93,7 +114,10 @@ def _recursive(text, a, b, size, seps):
         out.append(cur)
     final = []
     for x, y in out:
-        final.extend(_recursive(text, x, y, size, rest) if y - x > size else [(x, y)])
+        if y - x > size:
+            final.extend(_recursive(text, x, y, size, rest))
+        elif text[x:y].strip():  # a blank line between a heading and a paragraph is no chunk
+            final.append((x, y))
     return final
 
 
@@ -102,9 +126,10 @@ def chunk_text(text: str, size: int, overlap: int = 0, by: str = "char", doc: in
     """Cut ``text`` into chunks of ``size`` units (characters, tokens or sentences) where
     neighbours share ``overlap`` units; ``by="recursive"`` cuts at the coarsest structure
     (heading, paragraph, line, sentence, word) so that chunks stay under ``size`` characters,
-    and takes no overlap. An empty text gives no chunks. Taught in book/07_rag_agents.md.
+    and takes no overlap. An empty text gives no chunks, and ``by="recursive"`` gives no chunk
+    that is empty or whitespace only. Taught in book/07_rag_agents.md.
     """
-    _check(text, size, overlap)
+    _check(text, size, overlap, doc)
     if by == "char":
         spans = [(i, i + 1) for i in range(len(text))]
     elif by == "token":
@@ -115,7 +140,8 @@ def chunk_text(text: str, size: int, overlap: int = 0, by: str = "char", doc: in
         if overlap:
             raise ValueError("chunk_text: overlap must be 0 when by='recursive'")
         windows = _recursive(text, 0, len(text), size, SEPARATORS)
-        windows = [(a + len(text[a:b]) - len(text[a:b].lstrip()), b) for a, b in windows]
+        windows = [(a + len(text[a:b]) - len(text[a:b].lstrip()), b) for a, b in windows
+                   if text[a:b].strip()]
         return [Chunk(text[a:b], a, b, i, doc) for i, (a, b) in enumerate(windows)]
     else:
         raise ValueError(f"chunk_text: by must be 'char', 'token', 'sentence' or 'recursive', "
@@ -137,7 +163,7 @@ def contextual_chunks(text: str, size: int, overlap: int = 0, doc: int = 0) -> l
     sentences after its first one, and that first sentence, which names the subject, rides
     along as every chunk's ``header``. Index ``header + " " + text``; ``text`` stays a slice of
     the document. Taught in book/07_rag_agents.md, "Chunking"."""
-    _check(text, size, overlap)
+    _check(text, size, overlap, doc, "contextual_chunks")
     out, pos = [], 0
     for line in text.split("\n"):
         start = text.index(line, pos)

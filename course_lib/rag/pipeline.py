@@ -6,6 +6,7 @@ Taught in book/07_rag_agents.md.
 
 from __future__ import annotations
 
+import numbers
 import re
 
 from course_lib.rag.chunking import sentence_spans
@@ -29,12 +30,23 @@ class Retriever:
     def __init__(self, texts: list[str], dense: bool = True, embeddings=None, rrf_k: int = 60):
         if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
             raise ValueError("Retriever: texts must be a non-empty list of str")
+        if any(not isinstance(t, str) for t in texts):
+            raise TypeError("Retriever: every item of texts must be a str")
+        if not isinstance(rrf_k, int | float) or isinstance(rrf_k, bool) or not rrf_k >= 0 \
+                or rrf_k == float("inf"):
+            raise ValueError(f"Retriever: rrf_k must be a finite number >= 0, got {rrf_k!r}")
         self.texts = list(texts)
         self.bm25 = BM25([tokenize(t) for t in self.texts])
         self.dense = None
         if dense or embeddings is not None:
-            self.dense = (DenseIndex(embeddings=embeddings) if embeddings is not None
-                          else DenseIndex(self.texts))
+            try:
+                self.dense = (DenseIndex(embeddings=embeddings) if embeddings is not None
+                              else DenseIndex(self.texts))
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"Retriever: {err}") from None
+            if len(self.dense) != len(self.texts):
+                raise ValueError(f"Retriever: {len(self.dense)} embeddings for "
+                                 f"{len(self.texts)} texts")
         self.rrf_k = rrf_k
 
     def __len__(self) -> int:
@@ -42,6 +54,8 @@ class Retriever:
 
     def rank(self, query: str, method: str = "hybrid", k: int | None = None) -> list[int]:
         """Indices of the texts, best first; the first ``k`` (all, if ``k`` exceeds the corpus)."""
+        if not isinstance(query, str):
+            raise TypeError(f"Retriever.rank: query must be a str, got {type(query).__name__}")
         if method not in METHODS:
             raise ValueError(f"Retriever.rank: method must be one of {METHODS}, got {method!r}")
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
@@ -64,6 +78,9 @@ def _content(text: str) -> set[str]:
 
 def word_overlap(question: str, sentence: str) -> float:
     """How many content words (not stop words) a sentence shares with the question."""
+    for name, text in (("question", question), ("sentence", sentence)):
+        if not isinstance(text, str):
+            raise TypeError(f"word_overlap: {name} must be a str, got {type(text).__name__}")
     return float(len(_content(question) & _content(sentence)))
 
 
@@ -79,11 +96,24 @@ def read_answer(question: str, passages: list[str], score=word_overlap,
         raise TypeError("read_answer: question must be a str")
     if not callable(score):
         raise TypeError("read_answer: score must be callable")
+    if isinstance(passages, str) or not isinstance(passages, list | tuple):
+        raise TypeError(f"read_answer: passages must be a list of str, "
+                        f"got {type(passages).__name__}")
+    if any(not isinstance(p, str) for p in passages):
+        raise TypeError("read_answer: every passage must be a str")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
+                or threshold != threshold or abs(threshold) == float("inf"):
+            raise ValueError(f"read_answer: threshold must be a finite number or None, "
+                             f"got {threshold!r}")
     best, best_score = ("", -1), 0.0
     for i, passage in enumerate(passages):
         for a, b in sentence_spans(passage):
             sentence = passage[a:b].strip()
             s = score(question, sentence)
+            if isinstance(s, bool) or not isinstance(s, numbers.Real) or s != s:
+                raise ValueError(f"read_answer: score returned {s!r} for a sentence; it must "
+                                 f"return a number (not NaN)")
             if threshold is not None and s >= threshold:
                 return sentence, i
             if s > best_score:

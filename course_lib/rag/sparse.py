@@ -36,6 +36,8 @@ class BM25:
             raise ValueError("BM25: docs must be a non-empty list of token lists")
         if any(not isinstance(d, list | tuple) for d in docs):
             raise TypeError("BM25: each doc must be a list of tokens (use rag.tokenize)")
+        if any(not isinstance(t, str) for d in docs for t in d):
+            raise TypeError("BM25: docs must hold str tokens (use rag.tokenize)")
         for name, v in (("k1", k1), ("b", b), ("epsilon", epsilon)):
             if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
                 raise ValueError(f"BM25: {name} must be a finite number, got {v!r}")
@@ -60,6 +62,9 @@ class BM25:
         """The BM25 score of every document for a tokenized query (repeated terms count twice)."""
         if isinstance(query, str) or not isinstance(query, list | tuple):
             raise TypeError("BM25.scores: query must be a list of tokens (use rag.tokenize)")
+        if any(not isinstance(t, str) for t in query):
+            raise TypeError(f"BM25.scores: query tokens must be str (use rag.tokenize), got "
+                            f"{[t for t in query if not isinstance(t, str)][:3]!r}")
         out = [0.0] * len(self.tf)
         for t in query:
             idf = self.idf.get(t, 0.0)
@@ -74,12 +79,14 @@ class BM25:
 
     def rank(self, query: list[str], k: int | None = None) -> list[int]:
         """Document indices, best first (ties keep corpus order); the top ``k`` if given."""
+        if k is not None:
+            _check_k(k)
         s = self.scores(query)
         order = sorted(range(len(s)), key=lambda i: -s[i])
-        return order if k is None else order[:_check_k(k)]
+        return order if k is None else order[:k]
 
 
 def _check_k(k) -> int:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+        raise ValueError(f"BM25.rank: k must be a positive int, got {k!r}")
     return k
