@@ -57,6 +57,14 @@ def check_damp(damp, where: str = "gptq") -> float:
     return check_float(where, "damp", damp, low=0, high=1e6, high_open=True)
 
 
+def check_block_damp(where: str, block_size, damp, act_order=False) -> int:
+    """GPTQ's and SparseGPT's loop settings: block_size >= 1, damp in [0, 1e6), a bool."""
+    check_damp(damp, where)
+    if not isinstance(act_order, bool):
+        raise TypeError(f"{where}: act_order must be a bool, got {act_order!r}")
+    return check_int(where, "block_size", block_size, low=1)
+
+
 # --------------------------------------------------------------------------- the grid
 def grid_params(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point of each row of ``w`` (d_out, k): min-max, range includes 0."""
@@ -149,10 +157,7 @@ def gptq_quantize(weight: torch.Tensor, inputs: torch.Tensor, bits: int,
     check_inputs(inputs, d_in, where)
     check_bits(bits, where)
     g = check_group_size(group_size, d_in, where)
-    block_size = check_int(where, "block_size", block_size, low=1)
-    check_damp(damp, where)
-    if not isinstance(act_order, bool):
-        raise TypeError(f"{where}: act_order must be a bool, got {act_order!r}")
+    block_size = check_block_damp(where, block_size, damp, act_order)
     if g is not None:
         block_size = max(g, block_size // g * g)
     dtype = weight.dtype

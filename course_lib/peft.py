@@ -90,10 +90,7 @@ class LoRALinear(nn.Module):
         return self.base.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("LoRALinear.forward", "x", x, floating=True, min_dim=1)
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"LoRALinear.forward: x must end in d_in={self.in_features}, "
-                             f"got shape {tuple(x.shape)}")
+        _check_features("LoRALinear.forward", x, self.in_features)
         update = F.linear(F.linear(x, self.lora_A), self.lora_B)    # (..., r) -> (..., d_out)
         return self.base(x) + self.scaling * update
 
@@ -108,6 +105,12 @@ class LoRALinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"r={self.r}, alpha={self.alpha:g}"
+
+
+def _check_features(where: str, x, d_in: int) -> None:
+    check_tensor(where, "x", x, floating=True, min_dim=1)
+    if x.shape[-1] != d_in:
+        raise ValueError(f"{where}: x must end in d_in={d_in}, got shape {tuple(x.shape)}")
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -235,10 +238,8 @@ class PromptTuning(nn.Module):
         self.prompt = nn.Parameter(start)                               # (k, C)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        check_tensor("PromptTuning.forward", "idx", idx, floating=False, dims=(2,))
+        check_tensor("PromptTuning.forward", "idx", idx, floating=False, dims=(2,), nonempty=True)
         m, (b, t) = self.model, idx.shape
-        if t < 1:
-            raise ValueError("PromptTuning.forward: idx is empty (no tokens)")
         if t + self.k > m.config.block_size:
             raise ValueError(f"PromptTuning.forward: idx has {t} tokens; with {self.k} virtual "
                              f"ones they exceed block_size={m.config.block_size}")

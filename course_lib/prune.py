@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_int, check_tensor
-from .gptq import check_damp, check_inputs, check_weight, hessian, inverse_hessian_factor
+from .gptq import check_block_damp, check_inputs, check_weight, hessian, inverse_hessian_factor
 
 __all__ = ["magnitude_prune", "n_m_mask", "sparsegpt_prune", "sparsity_of", "wanda_prune"]
 
@@ -117,8 +117,7 @@ def sparsegpt_prune(weight: torch.Tensor, inputs: torch.Tensor, sparsity: float,
     d_out, d_in = weight.shape
     check_inputs(inputs, d_in, where)
     sparsity, n_m = _check_pattern(sparsity, n_m, d_in, where)
-    block_size = check_int(where, "block_size", block_size, low=1)
-    check_damp(damp, where)
+    block_size = check_block_damp(where, block_size, damp)
     if n_m is not None:
         block_size = max(n_m[1], block_size // n_m[1] * n_m[1])  # whole groups per block
     u, dead = inverse_hessian_factor(hessian(inputs), damp)

@@ -117,26 +117,8 @@ def _feed(model, caches, seq: list[int]) -> torch.Tensor:
     return logits[0]
 
 
-@torch.no_grad()
-def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: int, k: int = 4,
-                         temperature: float = 0.0, generator: torch.Generator | None = None
-                         ) -> tuple[torch.Tensor, SpeculativeStats]:
-    """Decode ``max_new_tokens`` tokens after ``prompt`` (1, T) from ``target`` with ``draft``
-    proposing ``k`` at a time. Both are course GPTs with KV caches and the same vocabulary.
-    Returns ``(ids (1, T + max_new_tokens), stats)``. ``temperature=0`` is greedy."""
-    where = "speculative_generate"
-    _check_k(k, where)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-            or max_new_tokens < 1:
-        raise ValueError(f"{where}: max_new_tokens must be a positive int, "
-                         f"got {max_new_tokens!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
-            or not 0 <= temperature < math.inf:
-        raise ValueError(f"{where}: temperature must be a finite number >= 0, "
-                         f"got {temperature!r}")
-    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[0] != 1 \
-            or prompt.shape[1] < 1:
-        raise ValueError(f"{where}: prompt must be a (1, T) tensor of token ids with T >= 1")
+def _check_models(where, target, draft, prompt, generator) -> None:
+    """Two course GPTs with KV caches and one vocabulary; prompt ids inside it."""
     for name, model in (("target", target), ("draft", draft)):
         if not (isinstance(model, torch.nn.Module) and hasattr(model, "new_kv_caches")):
             raise TypeError(f"{where}: {name} must be a course GPT with KV caches, "
@@ -149,11 +131,31 @@ def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: in
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{where}: generator must be a torch.Generator or None, "
                         f"got {type(generator).__name__}")
+
+
+@torch.no_grad()
+def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: int, k: int = 4,
+                         temperature: float = 0.0, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, SpeculativeStats]:
+    """Decode ``max_new_tokens`` tokens after ``prompt`` (1, T) from ``target`` with ``draft``
+    proposing ``k`` at a time. Both are course GPTs with KV caches and the same vocabulary.
+    Returns ``(ids (1, T + max_new_tokens), stats)``. ``temperature=0`` is greedy."""
+    where = "speculative_generate"
+    _check_k(k, where)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+            or max_new_tokens < 1:
+        raise ValueError(f"{where}: max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
+            or not 0 <= temperature < math.inf:
+        raise ValueError(f"{where}: temperature must be a finite number >= 0, got {temperature!r}")
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[0] != 1 \
+            or prompt.shape[1] < 1:
+        raise ValueError(f"{where}: prompt must be a (1, T) tensor of token ids with T >= 1")
+    _check_models(where, target, draft, prompt, generator)
     limit = min(target.config.block_size, draft.config.block_size)
     if prompt.shape[1] + max_new_tokens + k > limit:
-        raise ValueError(f"{where}: prompt ({prompt.shape[1]}) + max_new_tokens "
-                         f"({max_new_tokens}) + k "
-                         f"({k}) exceeds the models' block_size {limit}")
+        raise ValueError(f"{where}: prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens})"
+                         f" + k ({k}) exceeds the models' block_size {limit}")
     seq = prompt[0].tolist()
     goal = len(seq) + max_new_tokens
     t_caches, d_caches = target.new_kv_caches(), draft.new_kv_caches()

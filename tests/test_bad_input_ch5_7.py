@@ -256,6 +256,7 @@ BAD = [  # (function, argument, bad value, exception, message fragment)
     ("PromptTuning.forward", "idx", torch.ones(4, dtype=torch.long), VE, "idx must have 2"),
     ("PromptTuning.forward", "idx", torch.ones(1, 15, dtype=torch.long), VE, "exceed"),
     ("PromptTuning.forward", "idx", torch.ones(1, 0, dtype=torch.long), VE, "idx is empty"),
+    ("PromptTuning.forward", "idx", torch.ones(0, 4, dtype=torch.long), VE, "idx is empty"),
     ("format_chat", "instruction", 5, TE, "instruction"),
     ("format_chat", "instruction", " ", VE, "instruction is empty"),
     ("format_chat", "response", b"Hello", TE, "response"),
