@@ -208,6 +208,16 @@ def test_maxsim_by_hand():
         rag.maxsim(q, np.zeros((0, 2)))
 
 
+def test_maxsim_sums_over_query_tokens_not_document_tokens():
+    # one query token, two document tokens: the query token takes its best match (1.0); a
+    # sum over document tokens would add 0.6 + 1.0
+    q = np.array([[1.0, 0.0]])
+    d = np.array([[0.6, 0.8], [1.0, 0.0]])
+    assert rag.maxsim(q, d) == pytest.approx(1.0)
+    # three query tokens against the same document: 1.0 + 0.8 + 1.0
+    q3 = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    assert rag.maxsim(q3, d) == pytest.approx(2.8)
+
 def test_token_vectors_are_unit_length_and_a_text_matches_itself_fully():
     texts = ["Mira plays the harp in Veldmoor.", "The mill stands by the river."]
     sentences, tokens = rag.embed_with_tokens(texts)

@@ -275,6 +275,7 @@ def make_copy() -> Path:
     for name in LINKED_DIRS:
         if (REPO / name).exists():
             (tmp / name).symlink_to(REPO / name, target_is_directory=True)
+    (tmp / "_mutant_check.py").write_text(CHECK_PLUGIN, encoding="utf-8")
     return tmp
 
 
@@ -296,7 +297,7 @@ def pytest_sessionstart(session):
                             os.environ["MUTANT_FILES"].split(",")):
         got = pathlib.Path(importlib.import_module(module).__file__).resolve()
         if got != pathlib.Path(path).resolve():
-            raise pytest.UsageError(f"mutants.py: {module} was imported from {got}, "
+            raise pytest.UsageError(f"MUTANT-CHECK: {module} was imported from {got}, "
                                     f"not from the copy {path}")
 """
 
@@ -309,7 +310,6 @@ def run_tests(copy: Path, tests: tuple[str, ...], modules: list[str]
               ) -> tuple[int, str, float]:
     """Run ``tests`` in ``copy``; the run stops first unless ``modules`` (paths) import from
     the copy."""
-    (copy / "_mutant_check.py").write_text(CHECK_PLUGIN, encoding="utf-8")
     env = env_for(copy)
     env["MUTANT_MODULES"] = ",".join(module_name(m) for m in modules)
     env["MUTANT_FILES"] = ",".join(str(copy / m) for m in modules)
@@ -323,26 +323,28 @@ def run_tests(copy: Path, tests: tuple[str, ...], modules: list[str]
         return -1, f"timed out after {TIMEOUT_S} s", time.perf_counter() - start
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
-    checked = [ln for ln in lines if "mutants.py:" in ln]
+    checked = [ln for ln in lines if "MUTANT-CHECK:" in ln]
     summary = (checked or failed or lines[-1:] or ["(no output)"])[0]
     return out.returncode, summary, time.perf_counter() - start
 
 
-def baseline(mutants: list[Mutant], keep: bool) -> set[str]:
+def baseline(mutants: list[Mutant], keep: bool, jobs: int) -> set[str]:
     """Run each test file once on an unmutated copy; return the files that fail there."""
     copy = make_copy()
-    failing = set()
+    modules = list(dict.fromkeys(m.path for m in mutants))
+    tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
+
+    def one(test: str) -> bool:
+        rc, summary, seconds = run_tests(copy, (test,), modules)
+        print(f"baseline  {test:<42} {seconds:5.0f} s  {summary[:110]}", flush=True)
+        return rc != 0
+
     try:
-        modules = list(dict.fromkeys(m.path for m in mutants))
-        for test in dict.fromkeys(t for m in mutants for t in m.tests):
-            rc, summary, seconds = run_tests(copy, (test,), modules)
-            print(f"baseline  {test:<42} {seconds:5.0f} s  {summary[:110]}", flush=True)
-            if rc != 0:
-                failing.add(test)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return {t for t, bad in zip(tests, pool.map(one, tests)) if bad}
     finally:
         if not keep:
             shutil.rmtree(copy, ignore_errors=True)
-    return failing
 
 
 def run_mutant(m: Mutant, keep: bool) -> tuple[str, str, float]:
@@ -391,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"all {len(mutants)} snippets occur exactly once")
         return 0
-    failing = set() if args.no_baseline else baseline(mutants, args.keep)
+    failing = set() if args.no_baseline else baseline(mutants, args.keep, args.jobs)
 
     def one(m: Mutant) -> str:
         if failing.intersection(m.tests):  # a failure would prove nothing about the mutant
