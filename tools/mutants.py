@@ -408,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     survived = [m.name for m, s in rows if s != "caught"]
     print("\n| mutant | module | what it breaks | result |\n|---|---|---|---|")
     for m, s in rows:
-        print(f"| `{m.name}` | `{m.path}` | {m.description} | {s} |")
+        text = m.description.replace("|", "\\|")   # |p - q| must not split the table cell
+        print(f"| `{m.name}` | `{m.path}` | {text} | {s} |")
     print(f"\n{len(rows) - len(survived)} of {len(rows)} mutants caught"
           + (f"; not caught: {', '.join(survived)}" if survived else ""))
     return 1 if survived else 0
