@@ -149,6 +149,20 @@ class TwoLayer(nn.Module):
         return self.mlp(torch.relu(self.q_proj(x)))
 
 
+def _same_adapters_same_outputs(ours, theirs, names=("q_proj", "mlp")):
+    """Give HF peft's adapters our A and B (B non-zero, so the update shows), then check that
+    both models give the same outputs."""
+    with torch.no_grad():
+        for name in names:
+            mine = getattr(ours, name)
+            mine.lora_B.normal_()
+            hf = theirs.base_model.model.get_submodule(name)
+            hf.lora_A["default"].weight.copy_(mine.lora_A)
+            hf.lora_B["default"].weight.copy_(mine.lora_B)
+    x = torch.randn(4, 12)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=1e-6)
+
+
 def test_same_count_and_outputs_as_hf_peft():
     hf_peft = pytest.importorskip("peft")
     torch.manual_seed(0)
@@ -160,15 +174,7 @@ def test_same_count_and_outputs_as_hf_peft():
     theirs = hf_peft.get_peft_model(theirs, config)
     n_theirs = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
     assert peft.count_trainable(ours) == n_theirs == 3 * (12 + 10) + 3 * (10 + 12)
-    with torch.no_grad():  # same A and B in both, B non-zero so the update shows
-        for name in ("q_proj", "mlp"):
-            mine = getattr(ours, name)
-            mine.lora_B.normal_()
-            hf = theirs.base_model.model.get_submodule(name)
-            hf.lora_A["default"].weight.copy_(mine.lora_A)
-            hf.lora_B["default"].weight.copy_(mine.lora_B)
-    x = torch.randn(4, 12)
-    torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=1e-6)
+    _same_adapters_same_outputs(ours, theirs)
     # and the merged weights agree too
     hf_merged = theirs.merge_and_unload()
     peft.merge_lora(ours)
@@ -218,15 +224,7 @@ def test_odd_ratio_matches_hf_peft_before_and_after_merging():
     config = hf_peft.LoraConfig(r=4, lora_alpha=7, target_modules=["q_proj", "mlp"],
                                 lora_dropout=0.0, bias="none")
     theirs = hf_peft.get_peft_model(theirs, config)
-    with torch.no_grad():
-        for name in ("q_proj", "mlp"):
-            mine = getattr(ours, name)
-            mine.lora_B.normal_()
-            hf = theirs.base_model.model.get_submodule(name)
-            hf.lora_A["default"].weight.copy_(mine.lora_A)
-            hf.lora_B["default"].weight.copy_(mine.lora_B)
-    x = torch.randn(4, 12)
-    torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=1e-6)
+    _same_adapters_same_outputs(ours, theirs)
     hf_merged = theirs.merge_and_unload()
     peft.merge_lora(ours)
     for name in ("q_proj", "mlp"):
