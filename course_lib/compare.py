@@ -12,21 +12,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int, check_tensor
+from ._checks import check_int
 from .evaluate import paired_bootstrap
+from .train import check_windows
 
 __all__ = ["window_losses", "window_accuracies", "ppl_ratio"]
 
 
 def _windows(where: str, model, tokens: torch.Tensor, block_size: int | None):
-    check_tensor(where, "tokens", tokens, floating=False, dims=(1,))
-    limit = model.config.block_size
-    block = limit if block_size is None else check_int(where, "block_size", block_size,
-                                                       low=1, high=limit)
-    n = (len(tokens) - 1) // block
-    if n < 1:
-        raise ValueError(f"{where}: tokens must hold more than block_size={block} tokens, "
-                         f"got {len(tokens)}")
+    block, n = check_windows(where, model, tokens, block_size)    # train.evaluate's checks
     x = tokens[: n * block].view(n, block)
     y = tokens[1: n * block + 1].view(n, block)
     return x, y

@@ -307,7 +307,8 @@ def check_windows(where: str, model, tokens, block_size) -> tuple[int, int]:
         check_int(where, "block_size", block_size, low=1, high=limit)
     n_windows = (len(tokens) - 1) // block
     if n_windows < 1:
-        raise ValueError(f"{where}: need more than block_size={block} tokens, got {len(tokens)}")
+        raise ValueError(f"{where}: tokens holds {len(tokens)} tokens; need more than "
+                         f"block_size={block}")
     return block, n_windows
 
 
