@@ -85,6 +85,7 @@ def source(obj, lines: tuple[int, int] | None = None) -> str:
     `lines=(a, b)` keeps only lines a..b of the object (1-based, inclusive), for showing
     the few lines that are the lesson. Print the result in a cell.
     """
+    obj = inspect.unwrap(obj)   # the course's function, not a decorator's wrapper around it
     try:
         src_lines, start = inspect.getsourcelines(obj)
         path = inspect.getsourcefile(obj)
@@ -116,8 +117,10 @@ class GluedText:
 def glue_value(name: str, value, fmt: str | None = None):
     """Glue a number or string into the prose, formatted once, here.
 
-    Both `{glue}`name`` and `{glue:text}`name`` then show the formatted text without
-    quotes. Returns the value so a cell can glue and assert in one line.
+    Show it with `{glue}`name``: the text exactly as formatted here. Not `{glue:text}` without
+    a format spec: myst-nb runs ``ast.literal_eval`` on the text, so "1,708" renders as the
+    tuple "(1, 708)" and "+4.8" loses its sign (tests/test_book_markup.py forbids it).
+    Returns the value so a cell can glue and assert in one line.
     """
     from myst_nb import glue
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Case", "Exercise", "card", "check", "list_exercises", "solution", "get", "call_repr"]
+__all__ = ["Case", "Exercise", "Solution", "card", "check", "list_exercises", "solution", "get",
+           "call_repr"]
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Exercise:
     choices: dict[str, str] | None = None          # choice kind: letter -> sentence
     explanations: dict[str, str] | None = None     # choice kind: why each letter is (not) it
     section: str = ""        # where the chapter teaches it
+    why: str = ""            # the worked reasoning, shown by ``solution(id)`` with the answer
 
 
 _REGISTRY: dict[str, Exercise] = {}
@@ -72,16 +74,30 @@ def register(ex: Exercise) -> Exercise:
 
 
 def _load_all() -> None:
-    # Importing the chapter modules registers their exercises.
-    from course_lib.exercises import ch1, ch2, ch3, ch4, ch5, ch6, ch7  # noqa: F401
+    # Importing the chapter modules registers their exercises (one module per chapter page).
+    from course_lib.exercises import (  # noqa: F401
+        ch1,
+        ch2,
+        ch3,
+        ch4,
+        ch5,
+        ch5b,
+        ch6,
+        ch6b,
+        ch7,
+        ch7b,
+    )
 
 
-def list_exercises(chapter: int | None = None) -> list[str]:
-    """Exercise ids like "ch3.absmax", in chapter order; only chapter N's with ``chapter=N``."""
+def list_exercises(chapter: int | str | None = None) -> list[str]:
+    """Exercise ids like "ch3.absmax", in chapter order; only one page's with ``chapter=``
+    3 or "5b" (the pages 05b, 06b and 07b have their own: "ch5b.dpo_gradient")."""
     _load_all()
     ids = list(_REGISTRY)
     if chapter is not None:
-        ids = [i for i in ids if i.startswith(f"ch{chapter}.")]
+        if isinstance(chapter, bool) or not isinstance(chapter, int | str):
+            raise TypeError(f"chapter must be a number or a page like '5b', got {chapter!r}")
+        ids = [i for i in ids if i.split(".")[0] == f"ch{chapter}"]
     return ids
 
 
@@ -93,9 +109,63 @@ def get(exercise_id: str) -> Exercise:
     return _REGISTRY[exercise_id]
 
 
-def solution(exercise_id: str):
-    """The worked answer (a function, a number or a letter) that passes its check."""
-    return get(exercise_id).reference
+class Solution:
+    """The worked answer of one exercise, shown only when asked for.
+
+    In a notebook it displays the answer (a function's source, a number or a letter) and the
+    reasoning; ``check(id, solution(id))`` passes; a function solution can be called and a
+    number or letter compares equal to its value, so tests can hold it to the course's code.
+    """
+
+    def __init__(self, ex: Exercise):
+        self.exercise, self.reference = ex, ex.reference
+        if callable(ex.reference):
+            self.__wrapped__ = ex.reference     # so notebook.source(solution(id)) shows it
+
+    def __call__(self, *args, **kwargs):
+        if not callable(self.reference):
+            raise TypeError(f"the solution of {self.exercise.id} is a {self.exercise.kind}, "
+                            "not a function")
+        return self.reference(*args, **kwargs)
+
+    def __eq__(self, other):
+        return self.reference == (other.reference if isinstance(other, Solution) else other)
+
+    __hash__ = None
+
+    def _answer_lines(self) -> list[str]:
+        ex, ref = self.exercise, self.reference
+        if ex.kind == "function":
+            import inspect
+            code = inspect.getsource(ref).rstrip("\n")
+            return ["```python", code, "```"]
+        if ex.kind == "number":
+            return [f"The answer is **{ref:,}**." if isinstance(ref, int)
+                    else f"The answer is **{ref:,.6g}**."]
+        sentence = (ex.choices or {}).get(ref, "")
+        lines = [f"The answer is **({ref})**: {sentence}"]
+        if ex.explanations:
+            lines += [""] + [f"- ({k}) {v}" for k, v in ex.explanations.items()]
+        return lines
+
+    def _lines(self) -> list[str]:
+        ex = self.exercise
+        lines = [f"**Solution: {ex.title}** (`{ex.id}`)", ""] + self._answer_lines()
+        if ex.why:
+            lines += ["", ex.why]
+        return lines
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(self._lines())
+
+    def __repr__(self) -> str:
+        return "\n".join(self._lines()).replace("**", "")
+
+
+def solution(exercise_id: str) -> Solution:
+    """The worked answer, revealed on demand: run ``solution("ch6.mask_2_4")`` in a cell to
+    see the code (or number, or letter) and why. It passes its own check."""
+    return Solution(get(exercise_id))
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -215,26 +285,32 @@ def _check_function(ex: Exercise, answer) -> bool:
                   f"\n  Hint: {ex.hint}")
             return False
         passed += 1
+    # The algorithm is right. Input checks are a separate lesson: a function that does not
+    # reject bad input is told so, as a hint, and still passes.
+    unchecked = None
     for case in bad:
         try:
             got = answer(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         except NotImplementedError:
             return _not_implemented(ex.id)
         except (ValueError, TypeError):
-            passed += 1
             continue
         except Exception as exc:
-            print(f"✗ {ex.id}: bad input should raise ValueError or TypeError, this raised "
-                  f"{type(exc).__name__}: {exc}\n    {call_repr(name, case)}"
-                  + (f"\n    (case: {case.note})" if case.note else ""))
-            return False
-        print(f"✗ {ex.id}: bad input should raise ValueError or TypeError, but this returned "
-              f"{_short(got, 80)}\n    {call_repr(name, case)}"
-              + (f"\n    (case: {case.note})" if case.note else ""))
-        return False
-    total = len(cases) + len(bad)
-    print(f"✓ {ex.id}: all {total} cases passed ({len(cases)} against the reference, "
-          f"{len(bad)} bad input{'s' if len(bad) != 1 else ''} rejected).")
+            unchecked = (case, f"raised {type(exc).__name__}: {exc}")
+            break
+        unchecked = (case, f"returned {_short(got, 80)}")
+        break
+    print(f"✓ {ex.id}: the algorithm is right: all {len(cases)} cases agree with the reference.")
+    if unchecked is None:
+        if bad:
+            print(f"  It also rejects bad input ({len(bad)} case{'s' if len(bad) != 1 else ''}"
+                  " raise ValueError or TypeError).")
+        return True
+    case, what = unchecked
+    print("  One more step, for robustness: bad input is not rejected with a clear error. This "
+          f"call {what}\n    {call_repr(name, case)}"
+          + (f"\n    (case: {case.note})" if case.note else "")
+          + "\n  A library function raises ValueError (or TypeError) here, naming the problem.")
     return True
 
 
@@ -283,9 +359,13 @@ def _check_choice(ex: Exercise, answer) -> bool:
 def check(exercise_id: str, answer) -> bool:
     """Check an answer: print what passed, the first failure and a hint; return True/False.
 
-    Never raises on a wrong, stubbed or crashing answer (an unknown id is a ValueError).
+    A function is right when it agrees with the reference on every case; one that does not
+    reject bad input still passes, with a hint about it. Never raises on a wrong, stubbed or
+    crashing answer (an unknown id is a ValueError).
     """
     ex = get(exercise_id)
+    if isinstance(answer, Solution):
+        answer = answer.reference
     if ex.kind == "function":
         return _check_function(ex, answer)
     if ex.kind == "number":
@@ -329,5 +409,5 @@ class _Card:
 def card(exercise_id: str):
     """The exercise's statement for a chapter cell (Markdown in Jupyter and the book)."""
     ex = get(exercise_id)
-    chapter_ids = list_exercises(int(exercise_id.split(".")[0][2:]))
+    chapter_ids = list_exercises(exercise_id.split(".")[0][2:])
     return _Card(ex, chapter_ids.index(exercise_id) + 1)

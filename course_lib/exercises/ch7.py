@@ -1,4 +1,4 @@
-"""Chapter 7 exercises: BM25, reciprocal rank fusion, recall@k, why no eval."""
+"""Chapter 7 exercises: BM25, reciprocal rank fusion, recall@k."""
 
 from __future__ import annotations
 
@@ -115,27 +115,4 @@ register(Exercise(
     ],
     bad_cases=lambda: [Case((["a"], ["a"], 0), note="k = 0"),
                        Case((["a"], [], 1), note="nothing relevant")],
-))
-
-register(Exercise(
-    id="ch7.no_eval", title="Explain: why the calculator parses instead of eval",
-    kind="choice", section="07b_agents.md",
-    prompt=("An agent's calculator receives text written by a model, which may have read a "
-            "poisoned document. Why does it parse the text into an AST and walk only number and "
-            "operator nodes instead of calling eval?"),
-    choices={
-        "a": "eval is slower.",
-        "b": "eval runs any Python the text contains: an injected '__import__(\"os\")...' "
-             "would execute; walking an allow-list of nodes can only do arithmetic.",
-        "c": "eval cannot compute powers.",
-        "d": "The AST gives more precise floating-point results.",
-    },
-    explanations={
-        "a": "Speed is not the concern.",
-        "b": "Untrusted text must never become code.",
-        "c": "It can; that is not the problem.",
-        "d": "The arithmetic is the same floating point either way.",
-    },
-    hint="Who wrote the string the tool receives?",
-    reference="b",
 ))

@@ -1,0 +1,38 @@
+"""Exercises of page 6b: every one has plausible wrong answers that fail with a useful
+message, and the solutions agree with the course's own code."""
+
+import pytest
+import torch.nn.functional as F  # noqa: F401
+
+from course_lib.exercises import check, get, list_exercises, solution
+
+PAGE = "6b"
+
+
+WRONG = {
+    "ch6b.spec_tokens": [4.0, 0.8 * 4],
+    "ch6b.t_squared": ["a", "d"],
+}
+
+
+def test_every_exercise_of_the_page_has_wrong_answers():
+    assert set(WRONG) == set(list_exercises(PAGE))
+
+
+@pytest.mark.parametrize("exercise_id", list(WRONG))
+def test_wrong_answers_fail_with_a_useful_message(exercise_id, capsys):
+    ex = get(exercise_id)
+    assert len(WRONG[exercise_id]) >= 2
+    for wrong in WRONG[exercise_id]:
+        assert check(exercise_id, wrong) is False, wrong
+        out = capsys.readouterr().out
+        assert out.startswith("✗") and "Traceback" not in out
+        if ex.kind == "function":
+            assert "Hint:" in out and "(" in out  # a hint, and the failing call to paste
+
+
+def test_solutions_match_course_lib():
+    from course_lib import speculative
+
+    assert solution("ch6b.spec_tokens") == pytest.approx(
+        speculative.expected_tokens_per_step(0.8, 4))
