@@ -23,3 +23,38 @@ def test_exercise_stubs_show_no_output_on_the_site():
             if 'raise NotImplementedError("your code here")' in cell or \
                     cell.startswith("my_answer = None"):
                 assert cell.startswith(":tags: [remove-output]"), (page.name, cell[:80])
+
+
+# Pages whose exercises are stated in Markdown (readable in JupyterLab before running
+# anything), at least half of them transfer problems. Chapters 1-4 still use card().
+MARKDOWN_EXERCISE_PAGES = {"05_finetuning.md": 5, "05b_alignment.md": "5b",
+                           "06_inference.md": 6, "06b_inference.md": "6b",
+                           "07_rag_agents.md": 7, "07b_agents.md": "7b"}
+
+
+def _page_exercises(name):
+    from course_lib.exercises import get, list_exercises
+    ids = list_exercises(MARKDOWN_EXERCISE_PAGES[name])
+    return ids, [get(i) for i in ids]
+
+
+def test_markdown_exercises_are_numbered_stated_and_checked_in_order():
+    for name in MARKDOWN_EXERCISE_PAGES:
+        text = (BOOK / name).read_text(encoding="utf-8")
+        ids, exs = _page_exercises(name)
+        assert "## Exercises" in text, name
+        tail = text[text.index("## Exercises"):]
+        heads = re.findall(r"^### Exercise (\d+): (.+)$", tail, flags=re.M)
+        assert [int(n) for n, _ in heads] == list(range(1, len(ids) + 1)), (name, heads)
+        checked = re.findall(r'check\("([a-z0-9]+\.[a-z0-9_]+)"', tail)
+        assert list(dict.fromkeys(checked)) == ids, (name, checked, ids)
+        assert "card(" not in tail, f"{name}: statements are Markdown, not card() output"
+        for ex in exs:      # the worked answer is revealed on demand, never printed in view
+            assert f'solution("{ex.id}")' in tail, (name, ex.id)
+            assert ex.why, f"{ex.id}: solution() shows the reasoning (Exercise.why)"
+
+
+def test_at_least_half_of_each_pages_exercises_are_transfer_problems():
+    for name in MARKDOWN_EXERCISE_PAGES:
+        ids, exs = _page_exercises(name)
+        assert 2 * sum(ex.transfer for ex in exs) >= len(exs), (name, ids)

@@ -59,6 +59,7 @@ class Exercise:
     explanations: dict[str, str] | None = None     # choice kind: why each letter is (not) it
     section: str = ""        # where the chapter teaches it
     why: str = ""            # the worked reasoning, shown by ``solution(id)`` with the answer
+    transfer: bool = False   # the idea in a setting the page did not show (not a retyping)
 
 
 _REGISTRY: dict[str, Exercise] = {}
