@@ -2,12 +2,17 @@
 
     python tools/check_site.py [_build/html] [--shots DIR]
 
-For each page: JavaScript errors in the console, images that did not load, math that MathJax
-left unrendered, a glued value that rendered as text (``<Figure size ...>``), code cells
-without a copy button, internal links or anchors that resolve to nothing, and (on chapter
-pages) a Binder button that does not open the chapter in JupyterLab. Then the site's own
-search box must find "LoRA" and "FlashAttention". One screenshot per page goes to
-``--shots`` (default ``_build/site-check``).
+The site is served over HTTP from a local server (as a reader's host serves it; opened from
+``file://``, search logs fetch errors and shows titles without snippets). For each page:
+JavaScript errors in the console, images that did not load, math that MathJax left
+unrendered, a glued value that rendered as text (``<Figure size ...>``), code cells without a
+copy button, internal links or anchors that resolve to nothing, (on chapter pages) a Binder
+button that does not open the chapter in JupyterLab, and what no reader should see (see
+``reader_problems``: stderr, warnings, progress bars, tracebacks, stub output, raw dicts and
+bare numbers printed, glued values shown as tuples or raw MyST roles, file paths as alt text,
+tables too wide to read). Then the site's own search box must find "LoRA" and
+"FlashAttention", with a snippet of text under each result. One full-page screenshot per
+page goes to ``--shots`` (default ``_build/site-check``).
 Exits 1 with a table of failures, 0 when the site is clean.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and selenium.
@@ -16,10 +21,13 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shutil
 import sys
+import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
@@ -80,6 +88,64 @@ def broken_links(page: Path, root: Path, cache: dict) -> list[str]:
     return sorted(set(bad))
 
 
+MAX_TABLE_COLUMNS = 7          # an 8-column table's headers wrap over four lines at page width
+_PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[|it/s\]|s/it\]|Loading weights|Batches: ")
+_WARNING = re.compile(r"\b\w*Warning: |Traceback \(most recent call last\)")
+_RAW_ROLE = re.compile(r"\{(?:glue|glue:text|glue:figure|cite|cite:p|cite:t|ref|doc|numref|eq|"
+                       r"term|math)\}`")
+_TUPLE = re.compile(r"\(\s*-?\d+(?:\s*,\s*-?\d+)+\s*\)")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+_PATHLIKE = re.compile(r"^[\w./-]+\.(?:png|svg|jpe?g|gif)$")
+
+
+def reader_problems(html: str) -> list[str]:
+    """What no reader should see on a rendered page, found in its HTML (no browser needed)."""
+    soup = BeautifulSoup(html, "html.parser")
+    found: list[str] = []
+    for out in soup.select("div.cell_output"):
+        if out.select("div.output.stderr"):
+            found.append("stderr shown in a cell output: "
+                         + out.select("div.output.stderr")[0].get_text(" ", strip=True)[:80])
+        text = out.get_text("\n", strip=True)
+        if _PROGRESS.search(text):
+            found.append(f"a progress bar in a cell output: {_PROGRESS.search(text).group(0)!r}")
+        if _WARNING.search(text):
+            found.append(f"a warning or traceback in a cell output: "
+                         f"{text[_WARNING.search(text).start():][:80]!r}")
+        if "not implemented yet" in text:
+            found.append("an exercise stub's 'not implemented yet' shown on the page")
+        for pre in out.select("div.output.text_plain pre, div.output.stream pre"):
+            body = pre.get_text().strip()
+            if _NUMBER.fullmatch(body):
+                found.append(f"a bare number printed as a cell's output: {body}")
+            elif re.match(r"\{['(\d]", body) and ":" in body:   # a Python dict's repr, not JSON
+                found.append(f"a raw dict printed: {body[:60]}")
+            elif body.startswith("(") and body.endswith(")") and "\n" not in body:
+                found.append(f"a raw tuple printed: {body[:60]}")
+    for span in soup.select("span.pasted-inline, span.output.text_plain"):
+        if _TUPLE.fullmatch(span.get_text().strip()):
+            found.append(f"a glued value rendered as a tuple: {span.get_text().strip()}")
+    for tag in soup.find_all(["p", "li", "td", "th", "h1", "h2", "h3", "dd", "caption",
+                              "figcaption"]):
+        if tag.find_parent(["pre", "code"]) is None:
+            own = "".join(t for t in tag.find_all(string=True, recursive=False))
+            if _RAW_ROLE.search(own):
+                found.append(f"raw MyST markup in the text: {_RAW_ROLE.search(own).group(0)}")
+    for img in soup.find_all("img"):
+        alt = (img.get("alt") or "").strip()
+        if not alt or _PATHLIKE.match(alt):
+            found.append(f"an image whose alt text is {'empty' if not alt else 'a file path'}: "
+                         f"{img.get('src', '')[-40:]}")
+    for table in soup.find_all("table"):
+        cols = len(table.select("thead th")) or len(table.select("tr")[0].find_all(
+            ["td", "th"])) if table.select("tr") else 0
+        if cols > MAX_TABLE_COLUMNS:
+            head = " | ".join(th.get_text(" ", strip=True) for th in table.select("thead th"))
+            found.append(f"a table of {cols} columns (at most {MAX_TABLE_COLUMNS} read at page "
+                         f"width): {head[:80]}")
+    return found
+
+
 PAGE_JS = """
 const done = arguments[arguments.length - 1];
 const finish = () => {
@@ -89,6 +155,7 @@ const finish = () => {
                   .filter(m => !m.querySelector('mjx-container')).length;
   const text = document.body.innerText;
   done({imgs: imgs, unrendered_math: maths,
+        height: Math.max(document.body.scrollHeight, document.documentElement.scrollHeight),
         figure_text: text.includes('<Figure size'),
         copy_buttons: document.querySelectorAll('button.copybtn').length,
         code_cells: document.querySelectorAll('div.highlight').length});
@@ -102,10 +169,14 @@ SEARCH_JS = """
 const done = arguments[arguments.length - 1];
 const t0 = Date.now();
 (function poll() {
-  const items = document.querySelectorAll('#search-results ul.search li');
+  const items = [...document.querySelectorAll('#search-results ul.search li')];
   const status = document.querySelector('#search-results p.search-summary');
-  if (items.length || (status && status.textContent.trim()) || Date.now() - t0 > 15000) {
-    done(items.length);
+  const snippets = items.filter(li => {
+    const c = li.querySelector('p.context');
+    return c && c.textContent.trim().length > 0; }).length;
+  const settled = status && status.textContent.trim();
+  if ((items.length && snippets) || settled || Date.now() - t0 > 20000) {
+    done({items: items.length, snippets: snippets});
   } else { setTimeout(poll, 200); }
 })();
 """
@@ -145,10 +216,31 @@ def _load(drv, url: str, script: str, tries: int = 3):
             time.sleep(2)
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:       # the check prints its own report
+        pass
+
+
+def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
+    """Serve ``root`` on a free localhost port in a daemon thread; returns (server, base URL)."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def full_page_shot(drv, path: Path, height: int, width: int = 1280) -> None:
+    """A screenshot of the whole page, not only its first screen."""
+    drv.set_window_size(width, max(900, min(int(height) + 100, 60000)))
+    drv.save_screenshot(str(path))
+    drv.set_window_size(width, 900)
+
+
 def check(root: Path, shots: Path) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
     shots.mkdir(parents=True, exist_ok=True)
     cache: dict = {}
+    server, base = serve(root)
     drv = driver()
     try:
         for page in pages(root):
@@ -157,7 +249,9 @@ def check(root: Path, shots: Path) -> list[tuple[str, str]]:
                 failures.append((rel, f"broken link {link}"))
             if problem := binder_problem(page, root):
                 failures.append((rel, problem))
-            result = _load(drv, page.as_uri(), PAGE_JS)
+            for problem in reader_problems(page.read_text(encoding="utf-8")):
+                failures.append((rel, problem))
+            result = _load(drv, base + page.relative_to(root).as_posix(), PAGE_JS)
             for log in drv.get_log("browser"):
                 if log.get("level") == "SEVERE":
                     failures.append((rel, f"console error: {log.get('message', '')[:200]}"))
@@ -171,15 +265,24 @@ def check(root: Path, shots: Path) -> list[tuple[str, str]]:
             if result["code_cells"] and not result["copy_buttons"]:
                 failures.append((rel, "code cells without copy buttons"))
             name = rel.replace("/", "__").removesuffix(".html") + ".png"
-            drv.save_screenshot(str(shots / name))
+            full_page_shot(drv, shots / name, result["height"])
         for term in SEARCH_TERMS:
-            found = _load(drv, (root / "search.html").as_uri() + f"?q={term}", SEARCH_JS)
-            if not found:
+            found = _load(drv, base + f"search.html?q={term}", SEARCH_JS)
+            for log in drv.get_log("browser"):
+                if log.get("level") == "SEVERE":
+                    failures.append(("search.html", f"console error while searching {term!r}: "
+                                                    f"{log.get('message', '')[:160]}"))
+            if not found["items"]:
                 failures.append(("search.html", f"searching for {term!r} finds nothing"))
+            elif not found["snippets"]:
+                failures.append(("search.html", f"searching for {term!r} shows titles without "
+                                                "a snippet of text"))
             else:
-                print(f"search {term!r}: {found} page(s)")
+                print(f"search {term!r}: {found['items']} page(s), {found['snippets']} with "
+                      "a snippet")
     finally:
         drv.quit()
+        server.shutdown()
     return failures
 
 
