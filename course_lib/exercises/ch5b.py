@@ -1,47 +1,201 @@
-"""Chapter 5b exercises: alignment from preferences."""
+"""Chapter 5b exercises: alignment from preferences (book/05b_alignment.md), in page order."""
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 from course_lib.exercises import Case, Exercise, register
-from course_lib.exercises._util import need_real, need_tensor, randn
+from course_lib.exercises._util import need_tensor, randn
+
+PAGE = "05b_alignment.md"
 
 
-def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1):
-    """Mean of -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) over the batch."""
-    tensors = [policy_chosen, policy_rejected, ref_chosen, ref_rejected]
-    for name, t in zip(["policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected"],
-                       tensors):
-        need_tensor(name, t)
-    if len({t.shape for t in tensors}) != 1:
-        raise ValueError("the four log-probability tensors must have the same shape")
-    need_real("beta", beta, 0.0, float("inf"))
-    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    return -F.logsigmoid(beta * margin).mean()
+# ------------------------------------------------------------- 1. Bradley-Terry by hand
+def bt_gradient(r_chosen, r_rejected):
+    """Gradient of mean(-log sigmoid(r_chosen - r_rejected)) with respect to each reward."""
+    need_tensor("r_chosen", r_chosen)
+    need_tensor("r_rejected", r_rejected)
+    if r_chosen.shape != r_rejected.shape or r_chosen.dim() != 1:
+        raise ValueError(f"bt_gradient: r_chosen and r_rejected must be 1-D of one shape, got "
+                         f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}")
+    # d/dd of -log sigmoid(d) is -sigmoid(-d); d = r_chosen - r_rejected; the mean adds 1/B
+    push = torch.sigmoid(r_rejected - r_chosen) / len(r_chosen)
+    return -push, push
 
 
 register(Exercise(
-    id="ch5b.dpo_loss", title="The DPO loss", kind="function",
-    section="05_finetuning.md",
-    prompt=("Write dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, "
-            "beta=0.1) from summed log-probabilities (1-D tensors, one entry per pair): the "
-            "mean over pairs of -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))). Raise "
-            "ValueError when the shapes differ or beta <= 0."),
-    hint="Use F.logsigmoid for stability; chosen minus rejected, each relative to the reference.",
-    reference=dpo_loss, atol=1e-6, rtol=1e-5,
+    id="ch5b.bt_gradient", title="The Bradley-Terry gradient, by hand", kind="function",
+    section=PAGE, transfer=True,
+    prompt=("Write bt_gradient(r_chosen, r_rejected) -> (grad_chosen, grad_rejected): the "
+            "gradient of the mean Bradley-Terry loss with respect to each reward, without "
+            "autograd. ValueError when the shapes differ or are not 1-D."),
+    hint=("Differentiate -log sigmoid(d) with respect to d first (sigmoid'(d) = sigmoid(d) "
+          "sigmoid(-d)), then apply the chain rule to d = r_chosen - r_rejected; the mean "
+          "divides by the batch size."),
+    why=("With $d = r_w - r_l$, $\\frac{d}{dd}[-\\log\\sigma(d)] = -\\frac{\\sigma(d)\\sigma(-d)}"
+         "{\\sigma(d)} = -\\sigma(-d)$, and $\\partial d/\\partial r_w = 1$, "
+         "$\\partial d/\\partial r_l = -1$. So each pair pushes the chosen reward up and the "
+         "rejected one down by the same amount $\\sigma(-d)/B$: the probability the model "
+         "currently gives to the *wrong* order. A pair already ranked by a wide margin "
+         "($\\sigma(-d) \\approx 0$) stops teaching; a pair ranked the wrong way teaches "
+         "with weight near $1/B$. The two gradients always sum to zero: only the difference "
+         "of rewards is learned, which is why a reward model's scale and offset mean nothing "
+         "on their own."),
+    reference=bt_gradient, atol=1e-6, rtol=1e-5,
     cases=lambda: [
-        Case((torch.tensor([-5.0]), torch.tensor([-7.0]), torch.tensor([-6.0]),
-              torch.tensor([-6.0])), note="one pair"),
-        Case((randn(6, seed=1, scale=10), randn(6, seed=2, scale=10), randn(6, seed=3, scale=10),
-              randn(6, seed=4, scale=10)), {"beta": 0.5}, note="six pairs, beta 0.5"),
-        Case((torch.tensor([-100.0]), torch.tensor([-1.0]), torch.tensor([-1.0]),
-              torch.tensor([-100.0])), {"beta": 1.0}, note="a large margin the wrong way"),
+        Case((torch.tensor([0.0]), torch.tensor([0.0])), note="a tie: sigmoid(0) = 1/2"),
+        Case((torch.tensor([2.0, -1.0]), torch.tensor([0.0, 1.0])),
+             note="one pair right, one wrong"),
+        Case((randn(6, seed=1, scale=3), randn(6, seed=2, scale=3)), note="six random pairs"),
+        Case((torch.tensor([30.0]), torch.tensor([-30.0])), note="a huge margin"),
     ],
     bad_cases=lambda: [
-        Case((torch.zeros(3), torch.zeros(2), torch.zeros(3), torch.zeros(3)),
-             note="mismatched pairs"),
-        Case((torch.zeros(3), torch.zeros(3), torch.zeros(3), torch.zeros(3)), {"beta": 0.0},
-             note="beta 0")],
+        Case((torch.zeros(3), torch.zeros(2)), note="mismatched pairs"),
+        Case((torch.zeros(2, 2), torch.zeros(2, 2)), note="not 1-D"),
+    ],
+))
+
+
+# ----------------------------------------------------------- 2. best-of-n with a verifier
+register(Exercise(
+    id="ch5b.bon_samples", title="Predict: how many samples does best-of-n need?",
+    kind="number", section=PAGE, transfer=True,
+    prompt=("A model answers a question correctly with probability 0.2 per sample; a perfect "
+            "verifier scores correct answers 1 and wrong ones 0. What is the smallest n for "
+            "which best-of-n is correct with probability at least 0.9?"),
+    hint=("Order the two kinds of answer by reward and use the page's formula for the "
+          "correct one: F(correct) = 1 and F_-(correct) = 0.8. Or ask when best-of-n is "
+          "wrong."),
+    why=("Best-of-$n$ is wrong only when all $n$ samples are wrong: "
+         "$\\pi_n(\\text{correct}) = F^n - F_-^n = 1 - 0.8^n$. We need $0.8^n \\le 0.1$, "
+         "$n \\ge \\log 0.1 / \\log 0.8 = 10.3$, so $n = 11$ ($0.8^{10} = 0.107$ is not "
+         "enough, $0.8^{11} = 0.086$ is). Its KL from the model is "
+         "$\\pi_n \\log(\\pi_n/0.2) + (1-\\pi_n)\\log((1-\\pi_n)/0.8)$, about 1.2 nats, well "
+         "under the bound $\\log 11 - 10/11 = 1.49$: with two kinds of answer there is "
+         "little room to move."),
+    reference=math.ceil(math.log(0.1) / math.log(0.8)), tolerance=0.0,
+))
+
+
+# ------------------------------------------------------ 3. REINFORCE for a tiny policy
+def reinforce_grad(logits, samples, rewards):
+    """REINFORCE estimate of the gradient of E[r] with respect to a categorical policy's
+    logits, with the batch-mean reward as the baseline."""
+    need_tensor("logits", logits)
+    need_tensor("rewards", rewards)
+    if not isinstance(samples, torch.Tensor) or samples.dtype not in (torch.int32, torch.int64):
+        raise TypeError("reinforce_grad: samples must be an integer tensor of indices")
+    if logits.dim() != 1 or samples.dim() != 1 or rewards.shape != samples.shape:
+        raise ValueError("reinforce_grad: logits must be 1-D (V,), samples and rewards 1-D "
+                         "of one length")
+    if len(samples) == 0 or samples.min() < 0 or samples.max() >= len(logits):
+        raise ValueError(f"reinforce_grad: samples must be indices in [0, {len(logits)})")
+    probs = torch.softmax(logits.double(), dim=0)
+    advantage = rewards.double() - rewards.double().mean()
+    # grad of log softmax(logits)[y] is onehot(y) - probs
+    score = torch.nn.functional.one_hot(samples.long(), len(logits)).double() - probs
+    return (advantage[:, None] * score).mean(dim=0).to(logits.dtype)
+
+
+register(Exercise(
+    id="ch5b.reinforce_grad", title="REINFORCE for a three-answer policy", kind="function",
+    section=PAGE, transfer=True,
+    prompt=("Write reinforce_grad(logits, samples, rewards): the REINFORCE estimate of the "
+            "gradient of E[reward] with respect to the logits (V,) of pi = softmax(logits), "
+            "from N sampled indices and their rewards, with the batch mean reward as "
+            "baseline. By hand, no autograd. ValueError for bad shapes or indices."),
+    hint=("The gradient of log softmax(logits)[y] with respect to the logits is onehot(y) - "
+          "softmax(logits). Weight it by the sample's reward minus the mean reward, and "
+          "average over the samples. This is the direction of ascent, not a loss's gradient."),
+    why=("REINFORCE: $\\nabla_\\theta \\mathbb{E}_{y\\sim\\pi}[r(y)] = "
+         "\\mathbb{E}[(r(y) - b)\\nabla_\\theta \\log \\pi(y)]$ for any baseline $b$ that "
+         "does not depend on the sample, because $\\mathbb{E}[\\nabla \\log \\pi(y)] = "
+         "\\sum_y \\nabla \\pi(y) = \\nabla 1 = 0$. For a softmax, "
+         "$\\nabla_\\theta \\log \\pi(y) = e_y - \\pi$, so the estimate is "
+         "$\\frac1N \\sum_i (r_i - \\bar r)(e_{y_i} - \\pi)$. Samples better than average "
+         "push their own logit up and every logit down in proportion to its probability; "
+         "worse ones the other way. With $\\bar r$ as baseline the $-\\pi$ terms sum to "
+         "zero, so only the sampled logits move. The page's `reinforce_loss` is the same "
+         "estimate, obtained by autograd from $-\\frac1N\\sum_i (r_i - \\bar r) \\log "
+         "\\pi(y_i)$ (with a minus sign, as a loss to minimise)."),
+    reference=reinforce_grad, atol=1e-6, rtol=1e-5,
+    cases=lambda: [
+        Case((torch.zeros(3), torch.tensor([0, 1, 2, 0]), torch.tensor([1.0, 0.0, 0.0, 1.0])),
+             note="uniform policy, answer 0 rewarded"),
+        Case((torch.tensor([1.0, 0.0, -1.0]), torch.tensor([2, 2, 1]),
+              torch.tensor([3.0, 5.0, 4.0])), note="all rewards positive"),
+        Case((randn(5, seed=3), torch.tensor([4, 0, 0, 3, 1, 4]), randn(6, seed=4) + 2.0),
+             note="five answers, six samples"),
+        Case((torch.tensor([0.5, -0.5]), torch.tensor([1, 1]), torch.tensor([2.0, 2.0])),
+             note="equal rewards: no signal"),
+    ],
+    bad_cases=lambda: [
+        Case((torch.zeros(3), torch.tensor([0, 3]), torch.ones(2)), note="index out of range"),
+        Case((torch.zeros(3), torch.tensor([0, 1]), torch.ones(3)), note="mismatched lengths"),
+        Case((torch.zeros(2, 3), torch.tensor([0, 1]), torch.ones(2)), note="logits not 1-D"),
+    ],
+))
+
+
+# ------------------------------------------------------------ 4. choosing a checkpoint
+register(Exercise(
+    id="ch5b.fresh_prompts", title="Explain: why measure the best checkpoint again?",
+    kind="choice", section=PAGE,
+    prompt=("The page picks the RL checkpoint with the highest gold reward on 12 prompts, then "
+            "measures it again on new prompts. Why not report the 12-prompt number?"),
+    choices={
+        "a": "Training changed which prompts are easy, so the 12 prompts are out of date.",
+        "b": "The checkpoint was chosen because its noisy score was the highest of several; "
+             "the highest of several noisy scores is biased upward, and only prompts not used "
+             "for choosing give an unbiased estimate.",
+        "c": "The reward model was trained on those 12 prompts, so their gold reward is wrong.",
+        "d": "Sampling at temperature 1 is random; measuring the same 12 prompts again with a "
+             "new seed would fix the estimate just as well.",
+    },
+    explanations={
+        "a": "The prompts and the gold rule do not change during training; the policy does.",
+        "b": "Selection on noise: the winner is partly the luckiest. A fresh, independent "
+             "sample has no part in the choice, so its estimate is unbiased.",
+        "c": "The gold reward is a rule, right on every prompt; the reward model was trained "
+             "on other pairs and never sees the gold label here.",
+        "d": "A new seed removes the luck of the samples, not that of the prompts: the same 12 "
+             "prompts (some easy for this checkpoint by chance) still favour the winner.",
+    },
+    hint=("Several checkpoints, each scored on only 12 prompts x 4 samples: what decides which "
+          "one scores highest, besides being the best?"),
+    why=("Each checkpoint's 12-prompt score is its true gold reward plus noise (the page "
+         "gives the 95% interval of one such score: about $\\pm$14 points). Taking the "
+         "maximum over several checkpoints picks the largest noise as well as the best "
+         "policy, so the winner's score overstates it (the "
+         "*winner's curse*, the same reason a model tuned on a validation set is reported on "
+         "a test set). Prompts that played no part in the choice, with a paired interval "
+         "against the start model, give an honest estimate."),
+    reference="b",
+))
+
+
+# ------------------------------------------------------------ 5. DPO's implicit reward
+_IMPLICIT = {"beta": 0.1, "pi": (-4.0, -6.0), "ref": (-3.0, -8.0)}
+
+
+def _implicit_margin(beta, pi, ref):
+    return beta * ((pi[0] - ref[0]) - (pi[1] - ref[1]))
+
+
+register(Exercise(
+    id="ch5b.implicit_margin", title="Predict: which answer does DPO's implicit reward prefer?",
+    kind="number", section=PAGE,
+    prompt=("beta = 0.1; log pi(A|x) = -4, log pi(B|x) = -6; log pi_ref(A|x) = -3, "
+            "log pi_ref(B|x) = -8. What is the implicit reward margin r(A) - r(B)?"),
+    hint=("The implicit reward is beta log(pi/pi_ref) plus beta log Z(x), and Z cancels in "
+          "a difference for the same prompt."),
+    why=("$r(A) - r(B) = \\beta[(\\log\\pi(A) - \\log\\pi_{ref}(A)) - (\\log\\pi(B) - "
+         "\\log\\pi_{ref}(B))] = 0.1\\,[(-4 + 3) - (-6 + 8)] = 0.1 \\times (-3) = -0.3$. "
+         "The policy gives A more probability than B ($e^{-4} > e^{-6}$), yet the implicit "
+         "reward prefers **B**: what counts is how each answer moved *relative to the "
+         "reference*: A lost a factor $e$, B gained $e^2$. Bradley-Terry then says B is "
+         "preferred with probability $\\sigma(0.3) = 0.57$."),
+    reference=_implicit_margin(**_IMPLICIT), tolerance=1e-6,
 ))
