@@ -2,20 +2,37 @@
 message, and the solutions agree with the course's own code."""
 
 import math
+import random
 
+import numpy as np
 import pytest
-import torch.nn.functional as F  # noqa: F401
+import torch
 
 from course_lib.exercises import check, get, list_exercises, solution
 
 PAGE = 7
 
 
-def _bm25_no_length(docs, query, k1=1.5, b=0.75):
-    return solution("ch7.bm25")(docs, query, k1, 0.0)
+def _pack_no_space(sentences, size):          # forgets the joining space when measuring
+    chunks, current = [], ""
+    for s in sentences:
+        if current and len(current) + len(s) <= size:
+            current += " " + s
+        else:
+            if current:
+                chunks.append(current)
+            current = s
+    return chunks + ([current] if current else [])
 
 
-def _bm25_lucene_idf(docs, query, k1=1.5, b=0.75):
+def _pack_cuts_long(sentences, size):         # cuts a long sentence to fit instead
+    out = []
+    for c in solution("ch7.pack_sentences")(sentences, size):
+        out += [c[i:i + size] for i in range(0, len(c), size)]
+    return out
+
+
+def _bm25_no_floor(docs, query, k1=1.5, b=0.75, epsilon=0.25):
     n = len(docs)
     avgdl = sum(map(len, docs)) / n
     out = []
@@ -23,42 +40,96 @@ def _bm25_lucene_idf(docs, query, k1=1.5, b=0.75):
         s = 0.0
         for t in query:
             df = sum(t in o for o in docs)
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            idf = math.log((n - df + 0.5) / (df + 0.5)) if df else 0.0
             tf = d.count(t)
             s += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))
         out.append(s)
     return out
 
 
-def _rrf_rank0(rankings, k=60):
-    score = {}
-    for r in rankings:
-        for i, doc in enumerate(r):
-            score[doc] = score.get(doc, 0.0) + 1.0 / (k + i)
-    return sorted(score, key=lambda d: -score[d])
+def _bm25_lucene_idf(docs, query, k1=1.5, b=0.75, epsilon=0.25):
+    n = len(docs)
+    avgdl = sum(map(len, docs)) / n
+    out = []
+    for d in docs:
+        s = 0.0
+        for t in query:
+            df = sum(t in o for o in docs)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5)) if df else 0.0
+            tf = d.count(t)
+            s += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))
+        out.append(s)
+    return out
 
 
-def _rrf_first_only(rankings, k=60):
-    return list(dict.fromkeys(x for r in rankings for x in r))
+def _bm25_floor_of_positive_mean(docs, query, k1=1.5, b=0.75, epsilon=0.25):
+    n = len(docs)
+    df = {t: sum(t in d for d in docs) for d in docs for t in d}
+    idf = {t: math.log((n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+    positive = [v for v in idf.values() if v >= 0]
+    floor = epsilon * sum(positive) / len(positive)
+    avgdl = sum(map(len, docs)) / n
+    return [sum((idf[t] if idf.get(t, 0) >= 0 else floor) * d.count(t) * (k1 + 1)
+                / (d.count(t) + k1 * (1 - b + b * len(d) / avgdl)) for t in query if t in idf)
+            for d in docs]
 
 
-def _recall_over_k(ranked, relevant, k):
-    return len(set(relevant) & set(ranked[:k])) / k
+def _ndcg_linear_gain(ranked, grades, k):
+    dcg = sum(grades.get(x, 0) / math.log2(r + 1) for r, x in enumerate(ranked[:k], 1))
+    best = sorted(grades.values(), reverse=True)[:k]
+    return dcg / sum(g / math.log2(r + 1) for r, g in enumerate(best, 1))
 
 
-def _recall_off_by_one(ranked, relevant, k):
-    return len(set(relevant) & set(ranked[:k - 1])) / len(set(relevant))
+def _ndcg_ideal_from_ranking(ranked, grades, k):
+    def dcg(gs):
+        return sum((2 ** g - 1) / math.log2(r + 1) for r, g in enumerate(gs, 1))
+    got = [grades.get(x, 0) for x in ranked[:k]]
+    return dcg(got) / dcg(sorted((grades.get(x, 0) for x in ranked), reverse=True)[:k])
+
+
+def _interval_wald(hits):
+    n, p = len(hits), sum(hits) / len(hits)
+    half = 1.959964 * math.sqrt(p * (1 - p) / n)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def _interval_90(hits):
+    n, p = len(hits), sum(hits) / len(hits)
+    z = 1.6448536
+    shrink = 1 / (1 + z * z / n)
+    centre, half = shrink * (p + z * z / (2 * n)), shrink * z * math.sqrt(
+        p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _maxsim_dot(q, d):                         # forgets to normalize
+    s = q @ d.T
+    best, where = s.max(dim=1)
+    return float(best.sum()), where.tolist()
+
+
+def _maxsim_over_doc(q, d):                    # the max down the columns, per document token
+    q = q / q.norm(dim=1, keepdim=True)
+    d = d / d.norm(dim=1, keepdim=True)
+    best, where = (q @ d.T).max(dim=0)
+    return float(best.sum()), where.tolist()
 
 
 WRONG = {
-    "ch7.bm25": [_bm25_no_length, _bm25_lucene_idf],
-    "ch7.rrf": [_rrf_rank0, _rrf_first_only],
-    "ch7.recall_at_k": [_recall_over_k, _recall_off_by_one],
+    "ch7.pack_sentences": [_pack_no_space, _pack_cuts_long],
+    "ch7.bm25": [_bm25_no_floor, _bm25_lucene_idf, _bm25_floor_of_positive_mean],
+    "ch7.ndcg_graded": [_ndcg_linear_gain, _ndcg_ideal_from_ranking],
+    "ch7.recall_interval": [_interval_wald, _interval_90],
+    "ch7.maxsim_matches": [_maxsim_dot, _maxsim_over_doc],
 }
 
 
 def test_every_exercise_of_the_page_has_wrong_answers():
     assert set(WRONG) == set(list_exercises(PAGE))
+
+
+def test_the_page_has_at_least_three_transfer_problems():
+    assert sum(get(i).transfer for i in list_exercises(PAGE)) >= 3
 
 
 @pytest.mark.parametrize("exercise_id", list(WRONG))
@@ -73,25 +144,56 @@ def test_wrong_answers_fail_with_a_useful_message(exercise_id, capsys):
             assert "Hint:" in out and "(" in out  # a hint, and the failing call to paste
 
 
-def test_bm25_solution_matches_rank_bm25():
+def test_bm25_solution_matches_rank_bm25_and_course_lib_with_the_floor():
     from rank_bm25 import BM25Okapi
 
+    from course_lib import rag
     from course_lib.exercises.ch7 import _DOCS
 
-    bm25 = BM25Okapi(_DOCS)
-    for query in (["cat"], ["dog", "garden"], ["roses", "roses"], ["coffee"]):
-        ours = solution("ch7.bm25")(_DOCS, query)
-        theirs = bm25.get_scores(query).tolist()
-        assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12), query
+    bm25, ours = BM25Okapi(_DOCS), rag.BM25(_DOCS)
+    for query in (["cat"], ["the"], ["the", "dog"], ["roses", "roses"], ["coffee"]):
+        got = solution("ch7.bm25")(_DOCS, query)
+        assert got == pytest.approx(bm25.get_scores(query).tolist(), rel=1e-12, abs=1e-12)
+        assert got == pytest.approx(ours.scores(query), rel=1e-12, abs=1e-12)
+    assert ours.idf["the"] > 0            # the floor is in play on this corpus
 
 
-def test_chapter_7_solutions_match_course_lib_rag():
+def test_pack_sentences_keeps_every_sentence_whole_and_within_size_when_it_can():
+    rng = random.Random(1)
+    pack = solution("ch7.pack_sentences")
+    for _ in range(50):
+        sents = ["x" * rng.randint(1, 30) + "." for _ in range(rng.randint(1, 12))]
+        size = rng.randint(5, 60)
+        chunks = pack(sents, size)
+        assert " ".join(chunks) == " ".join(sents)              # nothing lost or cut
+        assert all(len(c) <= size or c in sents for c in chunks)
+
+
+def test_ndcg_graded_with_binary_grades_is_the_course_ndcg():
     from course_lib import rag
 
-    rankings = [["a", "b", "c", "d"], ["d", "c"], ["c", "x"]]
-    for k in (1, 60):
-        assert solution("ch7.rrf")(rankings, k) == rag.reciprocal_rank_fusion(rankings, k=k)
-    ranked, relevant = ["a", "b", "c", "d"], ["a", "d", "z"]
-    for k in (1, 2, 3, 4, 10):
-        assert solution("ch7.recall_at_k")(ranked, relevant, k) == pytest.approx(
-            rag.recall_at_k(ranked, relevant, k))
+    ranked = ["d3", "d1", "d7", "d2", "d9"]
+    for relevant in ({"d1", "d2"}, {"d3"}, {"d9", "d4"}):
+        for k in (1, 3, 5):
+            assert solution("ch7.ndcg_graded")(ranked, dict.fromkeys(relevant, 1), k) == \
+                pytest.approx(rag.ndcg_at_k(ranked, relevant, k))
+
+
+def test_recall_interval_is_the_course_wilson_interval():
+    from course_lib import evaluate
+
+    for n in (1, 5, 12, 40):
+        for s in range(n + 1):
+            got = solution("ch7.recall_interval")([1] * s + [0] * (n - s))
+            assert got == pytest.approx(evaluate.wilson_interval(s, n), abs=1e-12)
+
+
+def test_maxsim_matches_is_the_course_maxsim_on_unit_vectors():
+    from course_lib import rag
+
+    g = torch.Generator().manual_seed(2)
+    q, d = torch.randn(5, 16, generator=g), torch.randn(9, 16, generator=g)
+    qn, dn = q / q.norm(dim=1, keepdim=True), d / d.norm(dim=1, keepdim=True)
+    score, best = solution("ch7.maxsim_matches")(q, d)
+    assert score == pytest.approx(rag.maxsim(qn.numpy(), dn.numpy()), rel=1e-5)
+    assert best == np.argmax(qn.numpy() @ dn.numpy().T, axis=1).tolist()

@@ -16,6 +16,7 @@ from course_lib.rag.corpora import (
     PYDOC_QUESTIONS,
     Passage,
     book_passages,
+    plain_text,
     pydoc_passages,
 )
 from course_lib.rag.dense import (
@@ -23,6 +24,8 @@ from course_lib.rag.dense import (
     embed,
     embed_with_tokens,
     maxsim,
+    rerank,
+    token_strings,
     token_vectors,
 )
 from course_lib.rag.metrics import mrr, ndcg_at_k, recall_at_k, reciprocal_rank_fusion
@@ -36,5 +39,5 @@ __all__ = [
     "reciprocal_rank_fusion", "recall_at_k", "mrr", "ndcg_at_k", "Retriever", "read_answer",
     "word_overlap", "looks_injected", "Passage", "pydoc_passages",
     "book_passages", "PYDOC_QUESTIONS", "BOOK_QUESTIONS", "BOOK_STORE", "stored_embeddings",
-    "text_key", "write_store",
+    "text_key", "write_store", "plain_text", "rerank", "token_strings",
 ]

@@ -16,7 +16,7 @@ import argparse
 import sys
 import textwrap
 
-from course_lib.rag.corpora import book_passages, fill_glue, glued_values
+from course_lib.rag.corpora import book_passages, fill_glue, glued_values, plain_text
 from course_lib.rag.pipeline import METHODS, Retriever
 from course_lib.rag.store import BOOK_STORE, stored_embeddings, user_cache_path, write_store
 
@@ -27,7 +27,8 @@ def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None, cache=
 
     Retrieval runs on the sources as written (``{glue}`` roles and all, as the shipped store
     was embedded); the returned text has each glued value filled in from the book build in
-    ``build_dir`` (default ``_build/jupyter_execute/book``), or ``[value: name]``. ``cache``
+    ``build_dir`` (default ``_build/jupyter_execute/book``), or ``[value: name]``, and is then
+    made plain (``plain_text``: roles, maths and Markdown marks written out). ``cache``
     is a file for the vectors of passages the shipped store lacks (None: embed them, keep
     nothing)."""
     if not isinstance(question, str) or not question.strip():
@@ -42,7 +43,7 @@ def ask(question: str, k: int = 3, method: str = "hybrid", book_dir=None, cache=
         if p.source not in values:
             values[p.source] = glued_values(p.source, build_dir)
         hits.append({"file": p.source, "section": p.title,
-                     "text": fill_glue(p.text, values[p.source])})
+                     "text": plain_text(fill_glue(p.text, values[p.source]))})
     return hits
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from course_lib.rag.chunking import chunk_text
 
 __all__ = ["Passage", "pydoc_passages", "PYDOC_QUESTIONS", "book_passages", "BOOK_QUESTIONS",
-           "BOOK_DIR", "BOOK_BUILD", "glued_values", "fill_glue"]
+           "BOOK_DIR", "BOOK_BUILD", "glued_values", "fill_glue", "plain_text"]
 
 BOOK_DIR = Path(__file__).resolve().parents[2] / "book"
 # Jupyter Book writes each executed chapter's glued outputs to <stem>.glue.json here
@@ -176,6 +176,50 @@ def fill_glue(text: str, values: dict[str, str] | None = None) -> str:
         raise TypeError(f"fill_glue: values must be a dict, got {type(values).__name__}")
     return GLUE_ROLE.sub(lambda m: values.get(m.group(1).strip(),
                                               f"[value: {m.group(1).strip()}]"), text)
+
+
+_ROLE = re.compile(r"\{(\w+)(?::\w+)?\}`([^`]*)`")      # {cite}`key`, {ref}`label` ...
+_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", flags=re.S)
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_TEX_SYMBOLS = {"cdot": "·", "times": "×", "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥",
+                "approx": "≈", "ne": "≠", "neq": "≠", "to": "→", "infty": "∞", "sum": "Σ",
+                "prod": "Π", "in": "∈", "pm": "±", "ldots": "...", "dots": "...",
+                "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε",
+                "eta": "η", "theta": "θ", "lambda": "λ", "mu": "μ", "pi": "π", "sigma": "σ",
+                "tau": "τ", "phi": "φ", "Delta": "Δ", "Sigma": "Σ"}
+
+
+def _tex_to_plain(tex: str) -> str:
+    """A formula as plain text: roots, fractions and symbols spelled out, braces dropped."""
+    text = tex.strip()
+    for _ in range(4):                                  # nested groups, innermost first
+        text = re.sub(r"\\(?:text|mathrm|mathbf|mathit|operatorname|boldsymbol)\{([^{}]*)\}",
+                      r"\1", text)
+        text = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", text)
+        text = re.sub(r"\\sqrt\{([^{}]*)\}",
+                      lambda m: "√" + (m.group(1) if re.fullmatch(r"\w+", m.group(1))
+                                       else f"({m.group(1)})"), text)
+    text = re.sub(r"\\sqrt\s*(\w)", r"√\1", text)
+    text = re.sub(r"\\(left|right|big|Big|bigl|bigr|Bigl|Bigr)\b", "", text)
+    text = re.sub(r"\\[,;:! ]", " ", text)
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+    text = text.replace("{", "").replace("}", "").replace("\\", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def plain_text(text: str) -> str:
+    """Chapter Markdown as plain readable text, for ``ask``'s answers: MyST roles shown by
+    their content (``{cite}`lewis2020` `` -> ``[lewis2020]``, other roles their text), maths
+    written out (``$\\sqrt{d_k}$`` -> ``√d_k``), links, bold, italics and code marks dropped.
+    Fill glued values first (``fill_glue``): a ``{glue}`` role left here shows its name."""
+    if not isinstance(text, str):
+        raise TypeError(f"plain_text: text must be a str, got {type(text).__name__}")
+    text = _ROLE.sub(lambda m: f"[{m.group(2)}]" if m.group(1) == "cite" else m.group(2), text)
+    text = _MATH.sub(lambda m: _tex_to_plain(m.group(1) or m.group(2)), text)
+    text = _LINK.sub(r"\1", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
+    return re.sub(r"`([^`]*)`", r"\1", text)
 
 
 # Questions about the book, written before its index was built, with the chapter that answers.

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["embed", "embed_with_tokens", "DenseIndex", "token_vectors", "maxsim"]
+__all__ = ["embed", "embed_with_tokens", "DenseIndex", "token_vectors", "maxsim", "rerank",
+           "token_strings"]
 
 
 def _check_batch(where: str, batch_size) -> None:
@@ -194,3 +195,27 @@ def embed_with_tokens(texts: list[str], batch_size: int = 8):
         sentences[i] = _unit(states.mean(axis=0))
         tokens[i] = _unit(states)
     return sentences, tokens
+
+
+def rerank(ranked: list[int], query_vecs: np.ndarray, doc_vecs: list[np.ndarray],
+           depth: int = 20) -> list[int]:
+    """The first ``depth`` items of ``ranked`` re-sorted by ``maxsim`` of the query's token
+    vectors with each item's (``doc_vecs[i]``), best first, ties in their old order; the rest
+    of the ranking follows unchanged."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"rerank: depth must be a positive int, got {depth!r}")
+    ranked = list(ranked)
+    head = sorted(ranked[:depth], key=lambda i: -maxsim(query_vecs, doc_vecs[i]))
+    return head + ranked[depth:]
+
+
+def token_strings(text: str) -> list[str]:
+    """MiniLM's WordPiece tokens of ``text``, ``[CLS]`` and ``[SEP]`` included: the rows of its
+    token vectors (``embed_with_tokens``), in order."""
+    from course_lib.minilm import MAX_SEQ_LENGTH, load_minilm, tokenize
+
+    if not isinstance(text, str):
+        raise TypeError(f"token_strings: text must be a str, got {type(text).__name__}")
+    ids, _ = tokenize([text], MAX_SEQ_LENGTH)
+    tokenizer = load_minilm()[1]
+    return [tokenizer.id_to_token(int(i)) for i in ids[0]]
