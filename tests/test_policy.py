@@ -381,3 +381,88 @@ def test_the_package_keeps_every_public_name_and_its_command_line():
                            "course_lib.policy", "--help"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert done.returncode == 0 and "--run" in done.stdout, done.stderr
+
+
+# ------------------------------------------------------------ chapter 7b's measurements
+def test_attention_maps_are_the_models_own_and_causal(agent_model):
+    ids = agent_model.tokenizer.encode(align.format_chat("Question: What is 12 + 34?"))
+    maps = P.attention_maps(agent_model, ids)
+    n = len(ids)
+    cfg = agent_model.config
+    assert maps.shape == (cfg.n_layer, cfg.n_head, n, n)
+    # exact, by construction: rows of a softmax over the allowed keys; nothing above the diagonal
+    assert torch.allclose(maps.sum(-1), torch.ones(cfg.n_layer, cfg.n_head, n), atol=1e-5)
+    assert torch.equal(maps.triu(1), torch.zeros_like(maps))
+    # the layers' own forward with need_weights, captured by a hook, gives the same weights
+    seen = []
+
+    def capture(mod, args, kwargs, out):
+        if not kwargs.get("need_weights"):     # not the hook's own second call
+            seen.append(mod(*args, **kwargs, need_weights=True)[1][0])
+
+    hooks = [b.attn.register_forward_hook(capture, with_kwargs=True)
+             for b in agent_model.blocks]
+    try:
+        agent_model(torch.tensor([ids]))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.allclose(torch.stack(seen), maps, atol=1e-6)
+    with pytest.raises(ValueError, match="ids"):
+        P.attention_maps(agent_model, [])
+    with pytest.raises(ValueError, match="context"):
+        P.attention_maps(agent_model, [1] * (cfg.block_size + 1))
+
+
+def test_induction_scores_find_the_copy_heads_fine_tuning_made(agent_model):
+    base = load_pretrained("tiny-gpt")
+    align.init_chat_tokens(base)
+    rng = random.Random(0)
+    pairs = []
+    for _ in range(4):
+        a, b = rng.randrange(10 ** 5, 10 ** 6), rng.randrange(10 ** 5, 10 ** 6)
+        pairs.append((f"Question: What is {a} + {b}?", f"{a} + {b}"))
+    tuned, untuned = P.induction_scores(agent_model, pairs), P.induction_scores(base, pairs)
+    assert tuned.max() > 0.3 and untuned.max() < 0.1
+    with pytest.raises(ValueError, match="not a copy"):
+        P.induction_scores(agent_model, [("Question: What is 1 + 2?", "7 + 8")])
+    with pytest.raises(ValueError, match="examples"):
+        P.induction_scores(agent_model, [])
+
+
+def test_context_segments_add_up_to_the_whole_sequence(agent_model):
+    tok = agent_model.tokenizer
+    steps = [agent.Step(thought="a fact; search the register.", tool="search",
+                        args={"query": "Who?"}, observation="[1] Runa.\n[2] Ebba.",
+                        raw='Thought: a fact; search the register.\nAction: {"name": "search", '
+                            '"input": {"query": "Who?"}}'),
+             agent.Step(thought="the observation says.", answer="Runa [1]",
+                        raw="Thought: the observation says.\nFinal Answer: Runa [1]")]
+    parts = P.context_segments(tok, "Who?", ["search"], steps)
+    for k, (counts, step) in enumerate(zip(parts, steps)):
+        full = align.format_chat(P.agent_prompt("Who?", ["search"], steps[:k]), step.raw)
+        assert sum(counts.values()) == len(tok.encode(full))       # exact: token counts
+        assert set(counts) == set(P.CONTEXT_PARTS)
+    assert parts[0]["observations"] == 0 and parts[1]["observations"] > 0
+    assert parts[0]["answer"] == 0 and parts[1]["answer"] > 0
+    with pytest.raises(TypeError, match="steps"):
+        P.context_segments(tok, "Who?", [], ["not a step"])
+
+
+def test_measure_tool_use_counts_each_skill(agent_model, model):
+    texts, questions = P.town_passages()
+    search = P.search_tool(rag.Retriever(texts, dense=False), texts, method="bm25")
+    town = [q for q in questions if q["split"] == "test"][:2]
+    tasks = {"3-digit": data.arithmetic_questions(3, digits=3, seed=3), "town": town}
+    out = P.measure_tool_use(agent_model, model, search, tasks)
+    assert set(out.results) == {(t, m) for t in tasks for m in (
+        "learned, with tools", "learned, no tools", "scripted, with tools")}
+    assert out.results["3-digit", "scripted, with tools"] == 1.0   # it copies exactly
+    assert set(out.skills) == {"3-digit"} and 0 <= out.query_exact <= 1
+    for (name, mode), runs in out.runs.items():
+        assert out.right[name, mode] == [P.parse_cited(a or "")[0] == q["answer"]
+                                         for q, (a, _) in zip(tasks[name], runs)]
+    with pytest.raises(ValueError, match="tasks"):
+        P.measure_tool_use(agent_model, model, search, {})
+    with pytest.raises(TypeError, match="search"):
+        P.measure_tool_use(agent_model, model, "search", tasks)

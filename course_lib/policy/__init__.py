@@ -5,11 +5,22 @@ one, and a ReAct policy that calls a calculator and a search tool, or answers wi
   tool-use traces, copy drills), and the policy's search tool;
 - ``model``: the longer context, greedy decoding, training, the checkpoints and
   ``ModelPolicy``;
+- ``measure``: what chapter 7b measures on the policy: its tool-use skills, where its heads
+  look when it copies, and how a transcript fills its context;
 - ``__main__``: ``python -m course_lib.policy --out course_lib/weights`` trains both runs.
 
 Taught in book/07_rag_agents.md and book/07b_agents.md.
 """
 
+from .measure import (
+    CONTEXT_PARTS,
+    ToolUse,
+    attention_maps,
+    context_segments,
+    induction_scores,
+    measure_tool_use,
+    scripted_policy,
+)
 from .model import (
     BATCH,
     BLOCK,
@@ -58,7 +69,9 @@ __all__ = ["RUNS", "BLOCK", "BATCH", "CHUNKING", "COPY_DRILLS", "CHAPTER_TOWN_SE
            "greedy_written", "propositions", "town_passages", "town_pool", "reading_example",
            "retrieved_propositions", "search_tool", "town_trace", "arithmetic_trace",
            "no_tools_example", "copy_drills", "gold_position_shares", "training_examples",
-           "train_policy", "save_policy", "load_policy", "ModelPolicy", "main"]
+           "train_policy", "save_policy", "load_policy", "ModelPolicy", "ToolUse",
+           "measure_tool_use", "scripted_policy", "attention_maps", "induction_scores",
+           "context_segments", "CONTEXT_PARTS", "main"]
 
 
 def __getattr__(name):
