@@ -90,7 +90,7 @@ def reward_head(tokens: Sequence[str], n_pad: int = 2, value: float | None = Non
         raise ValueError(f"reward_head: n_pad must be an int >= 0, got {n_pad!r}")
     n = len(tokens) + n_pad
     fig, ax = plt.subplots(figsize=(9.0, 3.4))
-    ax.set_xlim(-0.2, n + 2.6)
+    ax.set_xlim(-0.2, n + 2.9)
     ax.set_ylim(-0.55, 3.4)
     ax.axis("off")
     last = len(tokens) - 1
@@ -109,14 +109,14 @@ def reward_head(tokens: Sequence[str], n_pad: int = 2, value: float | None = Non
             fontsize=10, va="bottom")
     ax.text(-0.1, -0.15, "the whole answer, right-padded", fontsize=10, va="top")
     top = 2.85
-    _box(ax, n + 1.3, top, 1.9, 0.75, "linear head\n$w^\\top h + b$", "train")
+    _box(ax, n + 1.45, top, 2.3, 0.75, "linear head\n$w^\\top h + b$", "train")
     ax.plot([last + 0.5, last + 0.5], [1.97, top], color="0.15", lw=1.4, zorder=4)
-    _arrow(ax, (last + 0.5, top), (n + 0.35, top))
+    _arrow(ax, (last + 0.5, top), (n + 0.28, top))
     ax.text((last + n) / 2 + 0.4, top + 0.08, "last real token", fontsize=9, ha="center",
             va="bottom")
     reward = "reward $r$" if value is None else f"reward $r$ = {value:.2f}"
-    ax.text(n + 1.3, 1.95, reward, ha="center", va="top", fontsize=10, fontweight="bold")
-    _arrow(ax, (n + 1.3, top - 0.4), (n + 1.3, 2.0))
+    ax.text(n + 1.45, 1.95, reward, ha="center", va="top", fontsize=10, fontweight="bold")
+    _arrow(ax, (n + 1.45, top - 0.4), (n + 1.45, 2.0))
     if n_pad:
         ax.text(len(tokens) + n_pad / 2, 2.05, "never read", ha="center", va="bottom",
                 fontsize=9, color="0.45")
