@@ -207,6 +207,175 @@ def load_runs(weights_dir: str | Path | None = None) -> tuple[dict, dict]:
     return record, states
 
 
+# ------------------------------------------------------------ the chapter's plumbing
+class Runs:
+    """The shipped runs over one base, as chapter 5 uses them: each fine-tuned model (built
+    once), its per-question hits on the held-out set, and paired comparisons of two runs.
+
+    >>> runs = Runs(load_pretrained("tiny-gpt"))      # doctest: +SKIP
+    >>> runs.checked_accuracy("lora_r4")["test"]      # doctest: +SKIP
+    """
+
+    def __init__(self, base: torch.nn.Module, weights_dir: str | Path | None = None):
+        if not isinstance(base, torch.nn.Module) or not hasattr(base, "tokenizer"):
+            raise TypeError(f"Runs: base must be a course model with a tokenizer, got "
+                            f"{type(base).__name__}")
+        self.base, self.tok = base, base.tokenizer
+        self.record, self.states = load_runs(weights_dir)
+        self.tests = held_out()      # 300 held-out examples, and 300 in a new phrasing
+        self.hits: dict[str, list[bool]] = {}   # run -> did its greedy answer match, per question
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def _name(self, where: str, name) -> str:
+        if not isinstance(name, str) or name not in RUNS:
+            raise ValueError(f"Runs.{where}: name must be one of {sorted(RUNS)}, got {name!r}")
+        return name
+
+    def model(self, name: str) -> torch.nn.Module:
+        """The fine-tuned model of a shipped run (built from the base once, then cached)."""
+        name = self._name("model", name)
+        if name not in self._models:
+            self._models[name] = restore(self.base, RUNS[name], self.states[name])
+        return self._models[name]
+
+    def checked_accuracy(self, name: str) -> dict[str, float]:
+        """Held-out exact match of a run, measured here (its hits kept in ``self.hits``) and
+        held to its record within one question; the new-phrasing accuracy is the record's."""
+        name = self._name("checked_accuracy", name)
+        self.hits[name] = greedy_answers_match(self.model(name), self.tok, self.tests["test"])
+        got = sum(self.hits[name]) / len(self.hits[name])
+        recorded = self.record["runs"][name]["accuracy"]
+        if abs(got - recorded["test"]) > 1 / len(self.hits[name]):
+            raise RuntimeError(f"Runs.checked_accuracy: {name} measured {got:.4f} here but "
+                               f"{recorded['test']:.4f} in its record")
+        return {"test": got, "test_phrasing": recorded["test_phrasing"]}
+
+    def paired(self, a: str, b: str) -> dict[str, float]:
+        """Run ``a``'s held-out accuracy minus run ``b``'s, in points, on the same questions:
+        the difference, its 95% paired-bootstrap interval and McNemar's p-value. Both runs
+        must have been measured by ``checked_accuracy`` first."""
+        from .evaluate import mcnemar, paired_bootstrap
+
+        for arg, name in (("a", a), ("b", b)):
+            if self._name("paired", name) not in self.hits:
+                raise ValueError(f"Runs.paired: {arg}={name!r} has no hits yet; call "
+                                 f"checked_accuracy({name!r}) first")
+        diff, low, high = paired_bootstrap(self.hits[a], self.hits[b])
+        return {"diff": 100 * diff, "low": 100 * low, "high": 100 * high,
+                "p": mcnemar(self.hits[a], self.hits[b])}
+
+
+def glue_paired(key: str, result: dict) -> None:
+    """Glue a ``Runs.paired`` result as ``{key}_diff``, ``_low``, ``_high`` (signed points)
+    and ``{key}_p``."""
+    from .notebook import glue_value
+
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"glue_paired: key must be a non-empty str, got {key!r}")
+    if not isinstance(result, dict) or not {"diff", "low", "high", "p"} <= set(result):
+        raise ValueError("glue_paired: result must be a dict from Runs.paired")
+    for part in ("diff", "low", "high"):
+        glue_value(f"{key}_{part}", result[part], "+.1f")
+    glue_value(f"{key}_p", result["p"], ".2g")
+
+
+def step_costs(model: torch.nn.Module, batch, repeats: int = 3) -> dict:
+    """What one real AdamW step of fine-tuning ``model`` on ``batch`` costs, measured on a
+    copy (``model`` is not changed): ``trainable`` parameters, the profiler's ``peak`` bytes,
+    chapter 2's tensor meter (``parts``: weights, counting buffers too, gradients, optimizer,
+    activations; and ``tensors``, the sum of the last three), the optimizer state's ``opt``
+    bytes, and
+    ``s_step``, the fastest of ``repeats`` timed steps (learning rate 0: nothing moves)."""
+    from .measure import measure_peak_memory
+    from .memory import measure_training_step, optimizer_state_bytes
+    from .quant import model_nbytes
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"step_costs: model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"step_costs: repeats must be a positive int, got {repeats!r}")
+    if not isinstance(batch, tuple | list) or len(batch) != 2:
+        raise ValueError("step_costs: batch must be (inputs, targets), as align.sft_batch gives")
+    work = copy.deepcopy(model).train()
+    params = [p for p in work.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=0.0)
+
+    def one_step():
+        loss = sft_loss_fn(work, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    _, peak = measure_peak_memory(one_step)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        one_step()
+        times.append(time.perf_counter() - start)
+    # a second, independent meter: chapter 2's count of the tensors themselves
+    parts = measure_training_step(copy.deepcopy(model), *batch)
+    parts["weights"] = model_nbytes(model)   # parameters and buffers: NF4 codes are buffers
+    return {"trainable": sum(p.numel() for p in params), "peak": peak, "parts": parts,
+            "tensors": parts["gradients"] + parts["optimizer"] + parts["activations"],
+            "opt": optimizer_state_bytes(opt), "s_step": min(times)}
+
+
+CHOICE_WORDS = {"name": data.NAMES, "animal": data.ANIMALS, "object": data.OBJECTS,
+                "colour": data.COLOURS, "place": data.PLACES}
+
+
+def choice_items(tokenizer, examples: list[dict], seed: int = 0) -> list[dict]:
+    """Four-way multiple-choice items from instruction examples (the kinds with a closed
+    vocabulary): the reference answer and three other words of its kind, in a shuffled order,
+    as ``evaluate.multiple_choice_accuracy`` takes them."""
+    if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
+        raise TypeError("choice_items: examples must be a list of instruction dicts")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"choice_items: seed must be an int, got {seed!r}")
+    rng = torch.Generator().manual_seed(seed)
+    items = []
+    for e in examples:
+        if e["kind"] not in CHOICE_WORDS:
+            continue
+        others = [w for w in CHOICE_WORDS[e["kind"]] if w != e["response"]]
+        picks = torch.randperm(len(others), generator=rng)[:3].tolist()
+        choices = [e["response"]] + [others[i] for i in picks]
+        order = torch.randperm(4, generator=rng).tolist()
+        items.append({"context_ids": tokenizer.encode(align.format_chat(e["instruction"])),
+                      "choices_ids": [tokenizer.encode(" " + choices[i]) for i in order],
+                      "answer": order.index(0)})
+    return items
+
+
+def short_answer(model, tokenizer, instruction: str, max_new_tokens: int = 4) -> str:
+    """The model's greedy answer to one instruction, up to ``<|end|>``, stripped."""
+    if not isinstance(instruction, str):
+        raise TypeError(f"short_answer: instruction must be a str, got "
+                        f"{type(instruction).__name__}")
+    prompt = tokenizer.encode(align.format_chat(instruction))
+    out = model.generate(torch.tensor([prompt]), max_new_tokens, temperature=0)
+    return tokenizer.decode(out[0, len(prompt):].tolist()).split(align.END)[0].strip()
+
+
+def ab_judge(judge, tokenizer):
+    """A pairwise judge built from a chat model: ``score(question, first, second)`` shows both
+    answers in one prompt, asks which is right, and returns the log-probabilities of ``A`` and
+    ``B`` as the judge's reply (for ``evaluate.pairwise_judge``)."""
+    from .evaluate import choice_logprobs
+
+    a_id, b_id = tokenizer.encode(" A"), tokenizer.encode(" B")
+
+    @torch.no_grad()
+    def score(question: str, first: str, second: str) -> tuple[float, float]:
+        prompt = (f"{question} Answer A: {first or '-'}. Answer B: {second or '-'}. "
+                  "Which is right?")
+        ctx = tokenizer.encode(align.format_chat(prompt))
+        (a, _), (b, _) = choice_logprobs(judge, ctx, [a_id, b_id])
+        return a, b
+
+    return score
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.finetune",
                                      description="Train chapter 5's fine-tuning runs.")

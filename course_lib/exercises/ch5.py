@@ -1,73 +1,209 @@
-"""Chapter 5 exercises: LoRA's count and forward pass, why B starts at zero."""
+"""Chapter 5 exercises (page 05_finetuning.md), in page order: an adapter's size on a model
+the page did not show, merging an adapter, a confidence interval for a measured accuracy,
+McNemar's test from a table of counts, and what forgetting is measured from."""
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 from course_lib.exercises import Case, Exercise, register
-from course_lib.exercises._util import need_real, need_tensor, randn
+from course_lib.exercises._util import need_int, need_real, need_tensor, randn
+
+# Exercise 1: a Llama-3.2-1B-shaped model (d_model 2048, 16 layers, 32 query heads and 8
+# key/value heads of 64 dimensions), LoRA of rank 16 on q_proj and v_proj, saved in bf16.
+_D, _LAYERS, _KV, _R = 2048, 16, 8 * 64, 16
+_ADAPTER_PARAMS = _LAYERS * (_R * (_D + _D) + _R * (_D + _KV))   # q: 2048->2048, v: 2048->512
 
 register(Exercise(
-    id="ch5.lora_params", title="Predict: LoRA's trainable parameters", kind="number",
+    id="ch5.adapter_bytes", title="The size of an adapter file", kind="number",
     section="05_finetuning.md",
-    prompt=("A 512 x 64 weight gets a LoRA adapter of rank 4. How many parameters does the "
-            "adapter train?"),
-    hint="A is r x d_in and B is d_out x r.",
-    reference=4 * (512 + 64), tolerance=0.0,
+    prompt=("A Llama-style model: d_model 2048, 16 layers, 32 query heads and 8 key/value heads "
+            "of 64 dims. LoRA r = 16 on q_proj and v_proj only, saved in bf16. How many bytes "
+            "does the adapter file hold (tensors only)?"),
+    hint=("Work out each adapted matrix's shape first: with 8 key/value heads of 64, v_proj "
+          "maps 2048 numbers to 8 x 64. Then r (d_in + d_out) per matrix, times the layers, "
+          "times the bytes of one bf16 number."),
+    reference=2 * _ADAPTER_PARAMS, tolerance=0.0, transfer=True,
+    why=(
+        "Grouped-query attention makes the two projections different shapes: $W_q$ is "
+        "$2048 \\times 2048$, but $W_v$ produces only $8 \\times 64 = 512$ numbers, so it is "
+        "$512 \\times 2048$.\n\n"
+        "- $W_q$: $r(d_{in} + d_{out}) = 16 \\times (2048 + 2048) = 65{,}536$\n"
+        "- $W_v$: $16 \\times (2048 + 512) = 40{,}960$\n"
+        "- per layer $106{,}496$; over 16 layers $1{,}703{,}936$ trainable parameters\n"
+        "- at 2 bytes each (bf16): $3{,}407{,}872$ bytes, about 3.3 MiB.\n\n"
+        "The model itself has about 1.2 billion parameters (2.5 GB in bf16): the adapter is "
+        "about 0.14 % of it, which is why one base can carry many of them."),
 ))
 
 
-def lora_forward(x, weight, bias, lora_a, lora_b, alpha):
-    """y = x W^T + b + (alpha / r) * (x A^T) B^T, with r = A's rows."""
-    for name, t in [("x", x), ("weight", weight), ("lora_a", lora_a), ("lora_b", lora_b)]:
-        need_tensor(name, t)
+def merge(W, A, B, alpha):
+    """W + (alpha / r) B A: the adapter folded into one matrix of W's shape."""
+    for name, t in (("W", W), ("A", A), ("B", B)):
+        need_tensor(name, t, min_dim=2)
     need_real("alpha", alpha, 0.0, float("inf"))
-    r = lora_a.shape[0]
-    if lora_a.shape[1] != weight.shape[1] or lora_b.shape != (weight.shape[0], r):
-        raise ValueError(f"lora_a {tuple(lora_a.shape)} and lora_b {tuple(lora_b.shape)} do "
-                         f"not fit weight {tuple(weight.shape)}")
-    return F.linear(x, weight, bias) + (alpha / r) * (x @ lora_a.T) @ lora_b.T
+    r = A.shape[0]
+    if A.dim() != 2 or B.dim() != 2 or A.shape[1] != W.shape[1] or B.shape != (W.shape[0], r):
+        raise ValueError(f"merge: A {tuple(A.shape)} and B {tuple(B.shape)} do not fit "
+                         f"W {tuple(W.shape)}")
+    return W + (alpha / r) * (B @ A)
 
 
 register(Exercise(
-    id="ch5.lora_forward", title="LoRA's forward pass", kind="function",
+    id="ch5.merge", title="Merge an adapter into its weight", kind="function",
     section="05_finetuning.md",
-    prompt=("Write lora_forward(x, weight, bias, lora_a, lora_b, alpha): the frozen layer "
-            "x W^T + b plus the low-rank update (alpha / r) (x A^T) B^T, where A is (r, d_in), "
-            "B is (d_out, r) and r = A.shape[0]. Raise ValueError when A or B do not fit W."),
-    hint="The scale is alpha / r, not alpha; A maps d_in to r, B maps r to d_out.",
-    reference=lora_forward, atol=1e-5, rtol=1e-5,
+    prompt=("Write merge(W, A, B, alpha) -> W + (alpha / r) B A, with W (d_out, d_in), "
+            "A (r, d_in), B (d_out, r). Raise ValueError when A or B do not fit W."),
+    hint=("The rank is A's number of rows; B @ A has W's shape; the scale is alpha / r, the "
+          "same one the adapter's forward pass uses."),
+    reference=merge, atol=1e-5, rtol=1e-5, transfer=False,
     cases=lambda: [
-        Case((randn(2, 8, seed=1), randn(4, 8, seed=2), randn(4, seed=3), randn(2, 8, seed=4),
-              torch.zeros(4, 2), 16.0), note="B = 0: the layer equals its base"),
-        Case((randn(3, 8, seed=5), randn(4, 8, seed=6), randn(4, seed=7), randn(2, 8, seed=8),
-              randn(4, 2, seed=9), 16.0), note="rank 2, alpha 16"),
-        Case((randn(5, 6, seed=10), randn(3, 6, seed=11), None, randn(1, 6, seed=12),
-              randn(3, 1, seed=13), 1.0), note="rank 1, no bias"),
+        Case((randn(4, 6, seed=1), randn(2, 6, seed=2), torch.zeros(4, 2), 4.0),
+             note="B = 0: merging changes nothing"),
+        Case((randn(4, 6, seed=3), randn(2, 6, seed=4), randn(4, 2, seed=5), 4.0),
+             note="rank 2, alpha 4"),
+        Case((randn(3, 5, seed=6), randn(1, 5, seed=7), randn(3, 1, seed=8), 2.0),
+             note="rank 1, alpha 2"),
+        Case((randn(8, 8, seed=9), randn(4, 8, seed=10), randn(8, 4, seed=11), 16.0),
+             note="rank 4, alpha 16"),
     ],
-    bad_cases=lambda: [Case((randn(2, 8), randn(4, 8), None, randn(2, 7), randn(4, 2), 8.0),
-                            note="A has the wrong width")],
+    bad_cases=lambda: [
+        Case((randn(4, 6), randn(2, 5), randn(4, 2), 4.0), note="A is 5 wide, W is 6"),
+        Case((randn(4, 6), randn(2, 6), randn(2, 4), 4.0), note="B is transposed"),
+    ],
+    why=(
+        "For every input $x$, $Wx + \\frac{\\alpha}{r} B(Ax) = (W + \\frac{\\alpha}{r} BA)x$: "
+        "matrix products are associative and distribute over the sum, so folding the adapter "
+        "into $W$ changes no output (up to float rounding, since the sums run in another "
+        "order). Check it: wrap a `torch.nn.Linear` in `peft.LoRALinear`, give its `lora_B` "
+        "random values, and compare `layer(x)` with `x @ merge(W, A, B, alpha).T + bias`. "
+        "After merging, inference costs exactly what the base costs; the price is that the "
+        "merged weight serves only this one task (section 3's tenants need the unmerged "
+        "form)."),
+))
+
+
+def wilson(k, n):
+    """The 95% Wilson score interval (low, high) for k successes in n trials."""
+    need_int("n", n, low=1)
+    need_int("k", k, low=0)
+    if k > n:
+        raise ValueError(f"wilson: k={k} is more than n={n}")
+    z = 1.959963984540054                       # the normal's 97.5% point
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+register(Exercise(
+    id="ch5.wilson", title="A confidence interval for an accuracy", kind="function",
+    section="05_finetuning.md",
+    prompt=("Write wilson(k, n) -> (low, high), the 95% Wilson interval for k right answers "
+            "out of n (z = 1.959964). Raise ValueError for n < 1, k < 0 or k > n."),
+    hint=("Compute p = k / n, then the centre (p + z^2/(2n)) / (1 + z^2/n) and the half-width "
+          "z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/(4n^2)); clip to [0, 1]."),
+    reference=wilson, atol=1e-4, rtol=0.0, transfer=True,
+    cases=lambda: [
+        Case((7, 10), note="7 of 10"),
+        Case((150, 300), note="half right on 300 questions"),
+        Case((0, 10), note="none right: the interval is not [0, 0]"),
+        Case((10, 10), note="all right: the interval is not [1, 1]"),
+        Case((1, 1), note="one question"),
+        Case((287, 300), note="near the top"),
+    ],
+    bad_cases=lambda: [
+        Case((11, 10), note="k > n"),
+        Case((0, 0), note="no trials"),
+        Case((-1, 10), note="negative k"),
+    ],
+    why=(
+        "The Wilson interval is every accuracy $p_0$ that a score test would not reject: "
+        "$|\\hat p - p_0| \\le z \\sqrt{p_0 (1 - p_0) / n}$. Squaring gives a quadratic in "
+        "$p_0$; its two roots are the centre $\\pm$ half-width above. The centre is pulled "
+        "toward $1/2$ by $z^2 \\approx 4$ pseudo-questions, so 0 of 10 gives about "
+        "$[0, 0.28]$ instead of the normal (Wald) interval's $[0, 0]$, which claims "
+        "certainty from ten questions.\n\n"
+        "```python\n"
+        "z = 1.959964\n"
+        "p = k / n\n"
+        "centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)\n"
+        "half = z / (1 + z**2 / n) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))\n"
+        "return max(0.0, centre - half), min(1.0, centre + half)\n"
+        "```\n\n"
+        "On 300 questions an accuracy near 50 % is known to about $\\pm 5.6$ points: that is "
+        "why the chapter compares runs on the same questions (paired) rather than by two "
+        "such intervals."),
+))
+
+
+# Exercise 4: runs A and B on the same 100 questions.
+_BOTH, _ONLY_A, _ONLY_B, _NEITHER = 61, 9, 2, 28
+_DISCORDANT = _ONLY_A + _ONLY_B
+_MCNEMAR_P = min(1.0, 2 * sum(math.comb(_DISCORDANT, i)
+                              for i in range(min(_ONLY_A, _ONLY_B) + 1)) / 2 ** _DISCORDANT)
+
+register(Exercise(
+    id="ch5.mcnemar_p", title="McNemar's test from a table of counts", kind="number",
+    section="05_finetuning.md",
+    prompt=("On the same 100 questions: both right 61, only A right 9, only B right 2, both "
+            "wrong 28. What is the exact two-sided McNemar p-value?"),
+    hint=("Only the questions where the runs disagree say which is better. Under 'equally "
+          "accurate' each of them is a fair coin flip: how likely is a split at least this "
+          "uneven, in either direction?"),
+    reference=_MCNEMAR_P, tolerance=1e-3, transfer=True,
+    why=(
+        "The 61 questions both got right and the 28 both got wrong are the same for A and B: "
+        "they say nothing about which is better. The $9 + 2 = 11$ discordant questions do. "
+        "If A and B were equally accurate, each would be A's with probability $1/2$, so A's "
+        "count is Binomial(11, 1/2). A split at least as uneven as 9 to 2, either way, is "
+        "0, 1, 2, 9, 10 or 11 wins for A:\n\n"
+        "$$p = 2 \\cdot \\frac{\\binom{11}{0} + \\binom{11}{1} + \\binom{11}{2}}{2^{11}} = "
+        "2 \\cdot \\frac{1 + 11 + 55}{2048} = \\frac{134}{2048} \\approx 0.065.$$\n\n"
+        "A is 7 points ahead (70 % against 63 %), yet a split this uneven happens 6.5 % of "
+        "the time by luck alone: not below the usual 0.05. `evaluate.mcnemar` gives the same "
+        "number from the two lists of right/wrong. The one-sided value (0.033) answers "
+        "another question, 'is A better?', decided before looking."),
 ))
 
 
 register(Exercise(
-    id="ch5.b_zero", title="Explain: why LoRA's B starts at zero", kind="choice",
-    section="05_finetuning.md",
-    prompt="LoRA initialises A randomly and B to zero. Why?",
+    id="ch5.forgetting_base", title="Forgetting, measured from the chat base",
+    kind="choice", section="05_finetuning.md",
+    prompt=("Section 7 measures forgetting as the change in story perplexity from the chat "
+            "base, not from the pretrained base. What would measuring from the pretrained base "
+            "get wrong?"),
     choices={
-        "a": "To save memory at the start of training.",
-        "b": "So the adapted model starts exactly equal to the pretrained one, and training "
-             "moves it away from there.",
-        "c": "Because a zero matrix has rank zero, which regularises the adapter forever.",
-        "d": "So that A receives no gradient.",
+        "a": "Nothing: init_chat_tokens only changes the rows of tokens that never occur in "
+             "the stories, so both references give the same perplexity.",
+        "b": "It would count the new <|end|> output row, set before any training step, as "
+             "forgetting caused by fine-tuning.",
+        "c": "The pretrained base uses another tokenizer, so the two perplexities cannot be "
+             "compared.",
+        "d": "The pretrained base was trained for fewer steps, so its perplexity is higher "
+             "and every method would seem to improve the stories.",
     },
     explanations={
-        "a": "A zero matrix takes as much memory as any other.",
-        "b": "BA = 0 at step 0, so the first forward pass is the base model's.",
-        "c": "B leaves zero after the first step; nothing keeps its rank at zero.",
-        "d": "A's gradient is B^T times something: zero at step 0 only, B's is not.",
+        "a": "The token never occurs, but its output row is scored at every position: a copy "
+             "of the newline's row takes probability from the true next token everywhere.",
+        "b": "The chat base is where every method starts; only what changes after it is "
+             "the method's doing.",
+        "c": "Both use the same byte-level tokenizer; the chat tokens are reserved byte ids.",
+        "d": "It is the same network, trained for the same steps; only three embedding rows "
+             "and one output row differ.",
     },
-    hint="What is the product BA at step 0, and what does the first forward pass compute?",
-    reference="b",
+    hint=("Perplexity is computed from a softmax over every token's output row. Which rows "
+          "does align.init_chat_tokens set, and at which positions do they get probability?"),
+    reference="b", transfer=False,
+    why=(
+        "Every fine-tuned model starts from the chat base: `base` plus the reserved tokens' "
+        "rows. `<|end|>`'s row of `lm_head` (the output layer, one row per token) is a copy of "
+        "the newline's, so at every position of every story the softmax gives `<|end|>` as "
+        "much weight as a newline. That takes probability from the true next token and raises "
+        "perplexity before a single training step. Measured from `base`, this one-line change "
+        "would be charged to every method as forgetting; measured from the chat base, what "
+        "remains is what training did. The same rule holds in general: compare against the "
+        "model the method actually started from."),
 ))
