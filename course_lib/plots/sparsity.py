@@ -101,6 +101,8 @@ def obs_contour(ax, h, w, points: dict, step: float | None = None, span: float =
 def bits_curve(ax, bits, curves: dict, dense: float):
     """Perplexity against bits per weight: one line per method (label -> perplexities, one
     per entry of ``bits``), the dense model as a dashed line; log scale."""
+    from matplotlib.ticker import FuncFormatter
+
     bits = list(bits)
     if not bits or not curves:
         raise ValueError("bits_curve: bits and curves must be non-empty")
@@ -115,6 +117,10 @@ def bits_curve(ax, bits, curves: dict, dense: float):
                 linestyle="--" if "group" in label else "-", label=label)
     ax.axhline(dense, color="black", linestyle=":", linewidth=1, label="dense (fp32)")
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")     # 20, 30, 100: not 2 x 10^1
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(    # label 20, 30, 50 between the decades
+        lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
     ax.set_xticks(bits)
     ax.set_xlabel("bits per weight")
     ax.set_ylabel("held-out perplexity (log)")
