@@ -125,6 +125,7 @@ def test_nf4_bytes_agrees_with_quant_and_the_stored_tensors():
     for b, dq, b2 in ((64, False, 256), (64, True, 256), (128, True, 64)):
         assert f(b, dq, b2) == 0.5 + quant.scale_overhead_bits(b, dq, b2) / 8
     assert f(64) == 0.5625 and round(f(64, True), 4) == 0.5159 and round(f(256), 4) == 0.5156
+    assert f(253) < f(64, True) < f(252)  # stated in `why`: blocks of more than 252 weights
     w = torch.randn(64 * 256 * 4)
     codes, absmax = quant.nf4_quantize(w, 64)
     q2, scale2, _ = quant.double_quantize(absmax, group_size=256)

@@ -160,8 +160,9 @@ register(Exercise(
          "Without double quantization each block of $B$ weights carries one fp32 absmax: "
          "$1/2 + 4/B$ bytes per parameter, $0.5625$ for $B = 64$. With it, the absmax is an "
          "8-bit code (1 byte per block) and every $B_2$ absmaxes share one fp32 scale: "
-         "$1/2 + 1/B + 4/(B B_2)$, $0.5159$ for $B = 64$, $B_2 = 256$. Larger blocks need less "
-         "of either (at $B = 256$ plain NF4 already costs $0.5156$), but one outlier then sets "
+         "$1/2 + 1/B + 4/(B B_2)$, $0.5159$ for $B = 64$, $B_2 = 256$. Plain NF4 beats that only "
+         "when $4/B < 0.0159$, for blocks of more than 252 weights ($0.5156$ at $B = 256$), "
+         "but one outlier then sets "
          "the step for more weights, which is why QLoRA keeps blocks of 64 and quantizes the "
          "scales instead."),
     reference=nf4_bytes_per_param, atol=0.0, rtol=1e-12,

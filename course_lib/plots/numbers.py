@@ -21,7 +21,7 @@ BIT_FIELD_COLORS: dict[str, str] = {
 }
 
 
-def bit_layout(rows, title: str | None = None, width: float = 11.0):
+def bit_layout(rows, title: str | None = None, width: float = 9.0):
     """Draw bit patterns as rows of coloured boxes, one box per bit; return the figure.
 
     `rows` is a list of `(label, fields, note)`: `fields` a list of `(kind, bitstring)` with
@@ -51,11 +51,11 @@ def bit_layout(rows, title: str | None = None, width: float = 11.0):
             for b in bits:
                 ax.add_patch(Rectangle((x, y), 1, 0.8, facecolor=BIT_FIELD_COLORS[kind],
                                        edgecolor="white", linewidth=1))
-                ax.text(x + 0.5, y + 0.4, b, ha="center", va="center", fontsize=8)
+                ax.text(x + 0.5, y + 0.4, b, ha="center", va="center", fontsize=9)
                 x += 1
             name = short[kind] if len(bits) > 3 or kind == "sign" else short[kind][:3] + "."
             ax.text(x - len(bits) / 2, y - 0.12, f"{len(bits)} {name}", ha="center",
-                    va="top", fontsize=7, color="#444444")
+                    va="top", fontsize=9, color="#444444")
         ax.text(-0.6, y + 0.4, label, ha="right", va="center", fontsize=10, fontweight="bold")
         ax.text(longest + 1, y + 0.4, note, ha="left", va="center", fontsize=9,
                 family="monospace")
@@ -102,19 +102,19 @@ def quantization_grid(ax, x, grid, codes, code_labels=None, title: str | None = 
     ax.plot(x, np.ones_like(x), "o", color=PALETTE["blue"], ms=6, zorder=3)
     ax.plot(grid, np.zeros_like(grid), "|", color=PALETTE["black"], ms=14, mew=1.5)
     for g, lab in zip(grid, labels, strict=True):
-        ax.text(g, -0.16, lab, ha="center", va="top", fontsize=8)
+        ax.text(g, -0.16, lab, ha="center", va="top", fontsize=9)
     zero_at = np.flatnonzero(grid == 0.0)
     if zero_at.size:
         ax.plot([0.0], [0.0], "s", color=PALETTE["vermillion"], ms=6, zorder=3,
                 label="code for 0.0")
-        ax.legend(loc="center right", fontsize=8)
+        ax.legend(loc="center right", fontsize=9)
     if source_range is not None:
         a, b = source_range
         ax.plot([a, a, b, b], [1.12, 1.2, 1.2, 1.12], color=PALETTE["orange"], lw=1.5)
-        ax.text((a + b) / 2, 1.24, "source range", ha="center", va="bottom", fontsize=8,
+        ax.text((a + b) / 2, 1.24, "source range", ha="center", va="bottom", fontsize=9,
                 color=PALETTE["orange"])
-    ax.text(lo - pad, 1.05, "real values", ha="left", va="bottom", fontsize=8)
-    ax.text(lo - pad, -0.42, "integer codes", ha="left", va="top", fontsize=8)
+    ax.text(lo - pad, 1.05, "real values", ha="left", va="bottom", fontsize=9)
+    ax.text(lo - pad, -0.42, "integer codes", ha="left", va="top", fontsize=9)
     ax.set_ylim(-0.6, 1.45)
     ax.set_xlabel("real value")
     ax.set_yticks([])
@@ -154,5 +154,5 @@ def levels_on_density(ax, levels, x, density, other_levels=None, labels=("levels
                 mew=1.5, label=labels[1])
     ax.set_ylim(-0.12 * top, top * 1.12)
     ax.set_xlim(x[0], x[-1] + 0.22 * (x[-1] - x[0]))  # room for the legend on the right
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=9)
     return ax
