@@ -33,7 +33,7 @@ def test_reward_head_reads_the_last_real_token():
     fig = reward_head([" Tom", " was", " glad", "."], n_pad=3, value=1.5)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.texts]
-    assert labels.count("pad") == 3 and " glad" in labels and "." in labels
+    assert labels.count("pad") == 3 and "glad" in labels and "." in labels
     text = _texts(fig)
     assert "last real token" in text and "linear head" in text and "1.50" in text
     assert "never read" in text

@@ -77,8 +77,8 @@ def pipelines():
 
 
 def reward_head(tokens: Sequence[str], n_pad: int = 2, value: float | None = None):
-    """A reward model reading one answer: token boxes, right padding after them, a hidden
-    state above each real token, and an arrow from the last real token's state through a
+    """A reward model reading one answer: token boxes (drawn without their leading space),
+    right padding after them, a hidden state above each token, and an arrow from the last real token's state through a
     linear head to one number. ``value`` is printed as the reward when given."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -98,7 +98,8 @@ def reward_head(tokens: Sequence[str], n_pad: int = 2, value: float | None = Non
         real = i < len(tokens)
         ax.add_patch(Rectangle((i + 0.05, 0), 0.9, 0.7, facecolor="#E8E8E8" if real else "white",
                                edgecolor="0.3", lw=1.0, ls="-" if real else ":"))
-        ax.text(i + 0.5, 0.35, tokens[i] if real else "pad", ha="center", va="center",
+        ax.text(i + 0.5, 0.35, (tokens[i].strip() or tokens[i]) if real else "pad",
+                ha="center", va="center",
                 fontsize=9, color="0.1" if real else "0.5")
         ax.add_patch(Rectangle((i + 0.2, 1.35), 0.6, 0.6, lw=1.0, edgecolor="0.3",
                                facecolor=PALETTE["orange"] if i == last
@@ -136,7 +137,7 @@ def reward_curves(steps: Sequence[int], proxy: Sequence[float], gold: Sequence[f
                          f"length, got {len(steps)}, {len(proxy)}, {len(gold)}")
     if isinstance(best, bool) or not isinstance(best, int) or not 0 <= best < len(steps):
         raise ValueError(f"reward_curves: best must be an index into steps, got {best!r}")
-    fig, ax = plt.subplots(figsize=(8.0, 3.8))
+    fig, ax = plt.subplots(figsize=(8.0, 4.4))
     ax.plot(steps, gold, "o-", color=PALETTE["blue"], label="gold reward (%)")
     ax.set_xlabel("RL step")
     ax.set_ylabel("gold: happy, well-formed (%)", color=PALETTE["blue"])
@@ -151,7 +152,8 @@ def reward_curves(steps: Sequence[int], proxy: Sequence[float], gold: Sequence[f
                 xytext=(8, 10), textcoords="offset points", fontsize=10)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     where = f" ({n_prompts} prompts per point)" if n_prompts else ""
-    ax.legend(handles, [h.get_label() for h in handles], loc="best", fontsize=10,
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper center", ncol=2,
+              bbox_to_anchor=(0.5, -0.2), fontsize=10,
               title=f"measured during training{where}", title_fontsize=10)
     fig.tight_layout()
     return fig
