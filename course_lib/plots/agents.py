@@ -125,8 +125,8 @@ def context_budget(ax, segments: Sequence[dict], block: int, title: str | None =
         ax.bar(x, heights, bottom=bottom, color=colour, label=part, width=0.6)
         bottom += heights
     ax.axhline(block, color=PALETTE["black"], ls="--", lw=1.2)
-    ax.text(x[-1] + 0.45, block, f"context: {block} tokens", ha="right", va="bottom",
-            fontsize=_FONT)
+    ax.text(x[0] - 0.4, block * 1.01, f"context: {block} tokens", ha="left", va="bottom",
+            fontsize=_FONT, bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
     ax.set_xticks(x, labels=[f"step {i}" for i in x])
     ax.set_ylabel("tokens in the context")
     ax.set_ylim(0, max(block, bottom.max()) * 1.12)
