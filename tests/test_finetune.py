@@ -85,3 +85,83 @@ def test_a_shipped_run_regenerates(shipped):
     steps = F.REPLAY_STEPS
     worst = max(abs(a - b) / abs(b) for a, b in zip(entry["loss"][:steps], want[:steps]))
     assert worst <= EARLY_RTOL, worst
+
+
+# ------------------------------------------------------------ the chapter's plumbing
+@pytest.fixture(scope="module")
+def runs():
+    return F.Runs(load_pretrained("tiny-gpt"))
+
+
+def test_runs_measure_hold_to_the_record_and_compare(runs):
+    got = runs.checked_accuracy("lora_r1")
+    assert got["test"] == pytest.approx(runs.record["runs"]["lora_r1"]["accuracy"]["test"],
+                                        abs=1 / 300)
+    assert len(runs.hits["lora_r1"]) == F.N_TEST
+    assert runs.model("lora_r1") is runs.model("lora_r1")          # built once
+    same = runs.paired("lora_r1", "lora_r1")
+    assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0 and same["p"] == 1.0
+
+
+def test_runs_refuse_bad_input(runs):
+    with pytest.raises(TypeError, match="Runs: base"):
+        F.Runs("tiny-gpt")
+    with pytest.raises(ValueError, match="Runs.model: name"):
+        runs.model("lora_r3")
+    with pytest.raises(ValueError, match="checked_accuracy"):
+        runs.paired("full", "lora_r1")
+    with pytest.raises(ValueError, match="glue_paired: key"):
+        F.glue_paired("", {"diff": 0, "low": 0, "high": 0, "p": 1})
+    with pytest.raises(ValueError, match="glue_paired: result"):
+        F.glue_paired("k", {"diff": 0})
+
+
+def test_step_costs_measure_a_copy(runs):
+    from course_lib import align, data
+
+    model = runs.model("lora_r4")
+    batch = align.sft_batch(runs.tok, data.instruction_examples(4, "train"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    costs = F.step_costs(model, batch, repeats=1)
+    assert costs["trainable"] == 16 * peft.lora_param_count(128, 128, 4)
+    parts = costs["parts"]
+    assert costs["tensors"] == parts["gradients"] + parts["optimizer"] + parts["activations"]
+    assert parts["gradients"] == 4 * costs["trainable"]             # fp32 gradients
+    n_tensors = sum(p.requires_grad for p in model.parameters())
+    # AdamW's two fp32 moments per trainable number, and one fp32 step count per tensor
+    assert costs["opt"] == 8 * costs["trainable"] + 4 * n_tensors
+    assert costs["peak"] > 0 and costs["s_step"] > 0
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)    # the model is untouched
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="step_costs: repeats"):
+        F.step_costs(model, batch, repeats=0)
+    with pytest.raises(ValueError, match="step_costs: batch"):
+        F.step_costs(model, batch[0])
+    with pytest.raises(TypeError, match="step_costs: model"):
+        F.step_costs("model", batch)
+
+
+def test_choice_items_hold_the_reference_and_three_others(runs):
+    examples = runs.tests["test"][:40]
+    items = F.choice_items(runs.tok, examples)
+    closed = [e for e in examples if e["kind"] in F.CHOICE_WORDS]
+    assert len(items) == len(closed) > 0
+    for item, e in zip(items, closed):
+        words = [runs.tok.decode(c).strip() for c in item["choices_ids"]]
+        assert len(set(words)) == 4 and words[item["answer"]] == e["response"]
+        assert all(w in F.CHOICE_WORDS[e["kind"]] for w in words)
+    assert items == F.choice_items(runs.tok, examples)              # deterministic by seed
+    with pytest.raises(TypeError, match="choice_items: examples"):
+        F.choice_items(runs.tok, "a story")
+
+
+def test_short_answer_and_judge(runs):
+    e = runs.tests["test"][0]
+    answer = F.short_answer(runs.model("full"), runs.tok, e["instruction"])
+    assert isinstance(answer, str) and "\n" not in answer
+    score = F.ab_judge(runs.model("qlora_r4"), runs.tok)
+    a, b = score(e["instruction"], answer, "")
+    assert a < 0 and b < 0                                           # log-probabilities
+    with pytest.raises(TypeError, match="short_answer: instruction"):
+        F.short_answer(runs.model("full"), runs.tok, 3)

@@ -176,9 +176,9 @@ register(Exercise(
             "base, not from the pretrained base. What would measuring from the pretrained base "
             "get wrong?"),
     choices={
-        "a": "Nothing: init_chat_tokens only changes the rows of tokens that never occur in "
+        "a": "Nothing: `init_chat_tokens` only changes the rows of tokens that never occur in "
              "the stories, so both references give the same perplexity.",
-        "b": "It would count the new <|end|> output row, set before any training step, as "
+        "b": "It would count the new `<|end|>` output row, set before any training step, as "
              "forgetting caused by fine-tuning.",
         "c": "The pretrained base uses another tokenizer, so the two perplexities cannot be "
              "compared.",
@@ -195,7 +195,7 @@ register(Exercise(
              "and one output row differ.",
     },
     hint=("Perplexity is computed from a softmax over every token's output row. Which rows "
-          "does align.init_chat_tokens set, and at which positions do they get probability?"),
+          "does `align.init_chat_tokens` set, and at which positions do they get probability?"),
     reference="b", transfer=False,
     why=(
         "Every fine-tuned model starts from the chat base: `base` plus the reserved tokens' "

@@ -22,7 +22,7 @@ def token_strip(ax, tokens: Sequence[str], trained: Sequence[bool], title: str =
         raise ValueError(f"token_strip: {len(tokens)} tokens but {len(trained)} flags")
     x = 0.0
     for text, on in zip(tokens, trained):
-        width = max(0.6, 0.11 * fontsize / 7 * len(text) + 0.25)
+        width = max(0.6, 0.15 * fontsize / 9 * len(text) + 0.3)
         ax.add_patch(Rectangle((x, 0), width - 0.05, 1, facecolor=PALETTE["orange"] if on
                                else "#eeeeee", edgecolor="#555555", linewidth=0.6))
         ax.text(x + (width - 0.05) / 2, 0.5, text, ha="center", va="center",
