@@ -54,7 +54,8 @@ def bit_layout(rows, title: str | None = None, width: float = 9.0):
                 ax.text(x + 0.5, y + 0.4, b, ha="center", va="center", fontsize=9)
                 x += 1
             name = short[kind] if len(bits) > 3 or kind == "sign" else short[kind][:3] + "."
-            ax.text(x - len(bits) / 2, y - 0.12, f"{len(bits)} {name}", ha="center",
+            text = name if kind == "sign" else f"{len(bits)} {name}"  # one bit: no count
+            ax.text(x - len(bits) / 2, y - 0.12, text, ha="center",
                     va="top", fontsize=9, color="#444444")
         ax.text(-0.6, y + 0.4, label, ha="right", va="center", fontsize=10, fontweight="bold")
         ax.text(longest + 1, y + 0.4, note, ha="left", va="center", fontsize=9,
