@@ -91,7 +91,7 @@ def _load_all() -> None:
 
 
 def list_exercises(chapter: int | str | None = None) -> list[str]:
-    """Exercise ids like "ch3.absmax", in chapter order; only one page's with ``chapter=``
+    """Exercise ids like "ch3.group_absmax", in chapter order; only one page's with ``chapter=``
     3 or "5b" (the pages 05b, 06b and 07b have their own: "ch5b.dpo_gradient")."""
     _load_all()
     ids = list(_REGISTRY)
@@ -164,7 +164,7 @@ class Solution:
 
 
 def solution(exercise_id: str) -> Solution:
-    """The worked answer, revealed on demand: run ``solution("ch6.mask_2_4")`` in a cell to
+    """The worked answer, revealed on demand: run ``solution("ch6.gptq_column")`` in a cell to
     see the code (or number, or letter) and why. It passes its own check."""
     return Solution(get(exercise_id))
 
