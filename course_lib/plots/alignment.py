@@ -79,7 +79,8 @@ def pipelines():
 def reward_head(tokens: Sequence[str], n_pad: int = 2, value: float | None = None):
     """A reward model reading one answer: token boxes (drawn without their leading space),
     right padding after them, a hidden state above each token, and an arrow from the last
-    real token's state through a linear head to one number. ``value`` is printed as the reward when given."""
+    real token's state through a linear head to one number. ``value`` is printed as the
+    reward when given."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
