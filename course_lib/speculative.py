@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ._checks import check_int, check_tensor
 
 __all__ = ["SpeculativeStats", "expected_speedup", "expected_tokens_per_step",
-           "speculative_generate", "acceptance_rate"]
+           "speculative_generate", "acceptance_rate", "verify_draft"]
 
 
 @dataclass
@@ -117,6 +117,69 @@ def _feed(model, caches, seq: list[int]) -> torch.Tensor:
     return logits[0]
 
 
+def _verify(t_logits, q_list, proposal, temperature, generator):
+    """The rejection rule (no input checks): how many proposals are accepted, and the token
+    that follows them (a residual sample at the first rejection, else the bonus token)."""
+    k = len(proposal)
+    accepted = 0
+    for i, token in enumerate(proposal):
+        p = _probs(t_logits[i], temperature)
+        u = torch.rand((), generator=generator, dtype=torch.float64)
+        if not bool(u < p[token] / q_list[i][token]):
+            break
+        accepted += 1
+    if accepted < k:  # residual distribution max(0, p - q), renormalised
+        p = _probs(t_logits[accepted], temperature)
+        residual = (p - q_list[accepted]).clamp(min=0)
+        extra = int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+    else:
+        extra = int(torch.multinomial(_probs(t_logits[k], temperature), 1,
+                                      generator=generator))
+    return accepted, extra
+
+
+def verify_draft(target_logits: torch.Tensor, draft_probs: torch.Tensor, proposal,
+                 temperature: float = 1.0, generator: torch.Generator | None = None
+                 ) -> tuple[int, int]:
+    """One verification step of speculative sampling, as ``speculative_generate`` runs it.
+
+    ``target_logits`` (k + 1, V): the target's logits at the k proposed positions and the one
+    after them; ``draft_probs`` (k, V): the draft's distributions the k tokens of ``proposal``
+    were drawn from. Token ``proposal[i]`` is accepted with probability ``min(1, p/q)``; at the
+    first rejection the next token is drawn from ``max(0, p - q)`` renormalised; when all k
+    are accepted it is drawn from the target's last distribution. Returns
+    ``(n_accepted, next_token)``; draws from ``generator`` in the order the generator uses.
+    Taught in book/06b_inference.md."""
+    where = "verify_draft"
+    check_tensor(where, "target_logits", target_logits, floating=True, min_dim=2,
+                 nonempty=True, finite=True)
+    check_tensor(where, "draft_probs", draft_probs, floating=True, min_dim=2, finite=True)
+    if not isinstance(proposal, list | tuple) or not proposal or any(
+            isinstance(t, bool) or not isinstance(t, int) for t in proposal):
+        raise TypeError(f"{where}: proposal must be a non-empty list of token ids (ints)")
+    k, vocab = len(proposal), target_logits.shape[-1]
+    if target_logits.dim() != 2 or target_logits.shape[0] != k + 1:
+        raise ValueError(f"{where}: target_logits must be (k + 1, V) = ({k + 1}, V), "
+                         f"got {tuple(target_logits.shape)}")
+    if tuple(draft_probs.shape) != (k, vocab):
+        raise ValueError(f"{where}: draft_probs must be (k, V) = ({k}, {vocab}), "
+                         f"got {tuple(draft_probs.shape)}")
+    if (draft_probs < 0).any() or ((draft_probs.double().sum(-1) - 1).abs() > 1e-4).any():
+        raise ValueError(f"{where}: draft_probs rows must be probabilities summing to 1")
+    if any(not 0 <= t < vocab for t in proposal):
+        raise ValueError(f"{where}: proposal has ids outside [0, {vocab})")
+    if any(draft_probs[i, t] <= 0 for i, t in enumerate(proposal)):
+        raise ValueError(f"{where}: a proposed token has draft probability 0 (it cannot have "
+                         "been drawn from draft_probs)")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
+            or not 0 < temperature < math.inf:
+        raise ValueError(f"{where}: temperature must be a finite number > 0, got {temperature!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: generator must be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
+    return _verify(target_logits, draft_probs.double(), list(proposal), temperature, generator)
+
+
 def _check_models(where, target, draft, prompt, generator) -> None:
     """Two course GPTs with KV caches and one vocabulary; prompt ids inside it."""
     for name, model in (("target", target), ("draft", draft)):
@@ -179,26 +242,13 @@ def speculative_generate(target, draft, prompt: torch.Tensor, max_new_tokens: in
         stats.target_calls += 1
         stats.drafted += k
         # 3. accept a prefix of the proposals, then one token from the target
-        accepted = 0
-        for i, token in enumerate(proposal):
-            if greedy:
-                ok = token == int(t_logits[i].argmax())
-            else:
-                p = _probs(t_logits[i], temperature)
-                u = torch.rand((), generator=generator, dtype=torch.float64)
-                ok = bool(u < p[token] / q_list[i][token])
-            if not ok:
-                break
-            accepted += 1
         if greedy:
+            accepted = 0
+            while accepted < k and proposal[accepted] == int(t_logits[accepted].argmax()):
+                accepted += 1
             extra = int(t_logits[accepted].argmax())
-        elif accepted < k:  # residual distribution max(0, p - q), renormalised
-            p = _probs(t_logits[accepted], temperature)
-            residual = (p - q_list[accepted]).clamp(min=0)
-            extra = int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
         else:
-            extra = int(torch.multinomial(_probs(t_logits[k], temperature), 1,
-                                          generator=generator))
+            accepted, extra = _verify(t_logits, q_list, proposal, temperature, generator)
         stats.accepted += accepted
         seq = seq + proposal[:accepted] + [extra]
         # 4. forget the keys/values of rejected tokens

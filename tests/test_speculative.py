@@ -163,3 +163,54 @@ def test_acceptance_rate_is_per_row_on_a_batch():
     # row 1: min = (0.25, 0.25, 0) sums to 0.5; row 2: p == q, always accepted
     torch.testing.assert_close(speculative.acceptance_rate(p, q),
                                torch.tensor([0.5, 1.0], dtype=torch.float64))
+
+
+# ---- one verification step on given distributions (the rule the chapter writes inline)
+def test_verify_draft_first_token_is_distributed_as_the_target():
+    """k = 1: the first output token is the accepted draft token or a residual sample, so it
+    follows p whatever q is; with the bonus token the step yields two tokens exactly when the
+    draft token is accepted, which happens with probability sum min(p, q)."""
+    p = torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=torch.float64)
+    q = torch.tensor([0.3, 0.5, 0.1, 0.1], dtype=torch.float64)
+    logits = torch.stack([p.log(), torch.tensor([0.0, 0.0, 0.0, 5.0], dtype=torch.float64)])
+    gen = torch.Generator().manual_seed(0)
+    n, counts, accepted = 4000, torch.zeros(4), 0
+    for _ in range(n):
+        token = int(torch.multinomial(q, 1, generator=gen))
+        n_acc, nxt = speculative.verify_draft(logits, q[None], [token], generator=gen)
+        counts[token if n_acc else nxt] += 1
+        accepted += n_acc
+    assert chisquare(counts.numpy(), (p * n).numpy()).pvalue > 1e-3
+    assert chisquare(counts.numpy(), (q * n).numpy()).pvalue < 1e-6       # power: not q
+    # accepted ~ Binomial(n, 0.7): within 4 standard deviations
+    assert abs(accepted - 0.7 * n) < 4 * (n * 0.7 * 0.3) ** 0.5
+
+
+def test_verify_draft_is_the_rule_speculative_generate_runs():
+    # a draft identical to the target accepts everything, and the bonus comes from the last row
+    logits = torch.tensor([[0.0, 9.0, 0.0], [9.0, 0.0, 0.0], [0.0, 0.0, 30.0]],
+                          dtype=torch.float64)
+    q = torch.softmax(logits[:2], -1)
+    assert speculative.verify_draft(logits, q, [1, 0]) == (2, 2)
+    # a proposal the target gives (numerically) zero probability is always rejected, and the
+    # residual then cannot return it
+    logits = torch.tensor([[50.0, -50.0], [0.0, 0.0]], dtype=torch.float64)
+    q = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    assert speculative.verify_draft(logits, q, [1]) == (0, 0)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((torch.zeros(2, 3), torch.full((1, 3), 1 / 3), []), "proposal"),
+    ((torch.zeros(2, 3), torch.full((1, 3), 1 / 3), [1.0]), "proposal"),
+    ((torch.zeros(3, 3), torch.full((1, 3), 1 / 3), [1]), r"\(k \+ 1, V\)"),
+    ((torch.zeros(2, 3), torch.full((1, 4), 1 / 4), [1]), r"\(k, V\)"),
+    ((torch.zeros(2, 3), torch.full((1, 3), 0.5), [1]), "summing to 1"),
+    ((torch.zeros(2, 3), torch.full((1, 3), 1 / 3), [3]), "outside"),
+    ((torch.zeros(2, 3), torch.tensor([[0.5, 0.5, 0.0]]), [2]), "probability 0"),
+])
+def test_verify_draft_rejects_bad_input(args, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        speculative.verify_draft(*args)
+    with pytest.raises(ValueError, match="temperature"):
+        speculative.verify_draft(torch.zeros(2, 3), torch.full((1, 3), 1 / 3), [1],
+                                 temperature=0)
