@@ -3,7 +3,7 @@ softened output distribution as well as from the true next tokens. And chapter 6
 ``pydoc-gpt`` (the teacher, trained by ``python -m course_lib.train --preset pydoc-gpt``) and
 its two students, trained here by ``python -m course_lib.distill --student hard|soft``.
 
-Taught in book/06_inference.md.
+Taught in book/06b_inference.md.
 
     loss = alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, labels)
 

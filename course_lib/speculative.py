@@ -2,7 +2,7 @@
 all in one forward pass, and a rejection rule keeps the output distributed exactly as the
 target's own sampling (Leviathan et al. 2023; Chen et al. 2023).
 
-Taught in book/06_inference.md. For draft token ``d`` with draft probability ``q(d)`` and target
+Taught in book/06b_inference.md. For draft token ``d`` with draft probability ``q(d)`` and target
 probability ``p(d)``: accept with probability ``min(1, p(d) / q(d))``; at the first rejection,
 sample from ``max(0, p - q)`` renormalised and stop; if all ``k`` are accepted, sample one more
 token from the target's next distribution (free: the verifying pass computed it). At

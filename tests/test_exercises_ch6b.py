@@ -2,21 +2,76 @@
 message, and the solutions agree with the course's own code."""
 
 import pytest
-import torch.nn.functional as F  # noqa: F401
+import torch
+import torch.nn.functional as F
 
 from course_lib.exercises import check, get, list_exercises, solution
 
 PAGE = "6b"
 
 
+def _distill_no_t_squared(s, t, y, temperature, alpha):
+    log_p_t = F.log_softmax(t / temperature, -1)
+    kl = (log_p_t.exp() * (log_p_t - F.log_softmax(s / temperature, -1))).sum(-1).mean()
+    return alpha * kl + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def _distill_kl_reversed(s, t, y, temperature, alpha):
+    log_p_s = F.log_softmax(s / temperature, -1)
+    kl = (log_p_s.exp() * (log_p_s - F.log_softmax(t / temperature, -1))).sum(-1).mean()
+    return alpha * temperature**2 * kl + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def _distill_teacher_not_softened(s, t, y, temperature, alpha):
+    log_p_t = F.log_softmax(t, -1)
+    kl = (log_p_t.exp() * (log_p_t - F.log_softmax(s / temperature, -1))).sum(-1).mean()
+    return alpha * temperature**2 * kl + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def _accept_ratio_mean(p, q):          # the mean of min(1, p/q), not weighted by q
+    residual = (p - q).clamp(min=0)
+    total = residual.sum()
+    return (torch.clamp(p / q, max=1).mean().item(),
+            p.clone() if total == 0 else residual / total)
+
+
+def _residual_abs(p, q):               # |p - q| instead of max(0, p - q)
+    residual = (p - q).abs()
+    total = residual.sum()
+    return torch.minimum(p, q).sum().item(), p.clone() if total == 0 else residual / total
+
+
+def _residual_unnormalised(p, q):
+    return torch.minimum(p, q).sum().item(), (p - q).clamp(min=0)
+
+
+def _swiglu_two_matrices(d_model, d_ff, h, n_layers=1, bytes_per_param=2.0):
+    params = n_layers * 2 * d_model * (d_ff - h)      # the page's GPT MLP, without biases
+    return params, params * bytes_per_param
+
+
+def _swiglu_removed(d_model, d_ff, h, n_layers=1, bytes_per_param=2.0):
+    params = n_layers * 3 * d_model * h              # what was removed, not what is kept
+    return params, params * bytes_per_param
+
+
+def _swiglu_bits(d_model, d_ff, h, n_layers=1, bytes_per_param=2.0):
+    params = n_layers * 3 * d_model * (d_ff - h)
+    return params, params * bytes_per_param * 8      # bits, not bytes
+
+
 WRONG = {
-    "ch6b.spec_tokens": [4.0, 0.8 * 4],
-    "ch6b.t_squared": ["a", "d"],
+    "ch6b.distill_loss": [_distill_no_t_squared, _distill_kl_reversed,
+                          _distill_teacher_not_softened],
+    "ch6b.spec_accept": [_accept_ratio_mean, _residual_abs, _residual_unnormalised],
+    "ch6b.spec_tokens": [2.646, 2.2248, 3.7],  # one mean alpha; no final token; 1 + sum
+    "ch6b.spec_rule": ["a", "c", "d"],
+    "ch6b.prune_count": [_swiglu_two_matrices, _swiglu_removed, _swiglu_bits],
 }
 
 
 def test_every_exercise_of_the_page_has_wrong_answers():
-    assert set(WRONG) == set(list_exercises(PAGE))
+    assert list(WRONG) == list_exercises(PAGE)      # and in page order
 
 
 @pytest.mark.parametrize("exercise_id", list(WRONG))
@@ -31,8 +86,65 @@ def test_wrong_answers_fail_with_a_useful_message(exercise_id, capsys):
             assert "Hint:" in out and "(" in out  # a hint, and the failing call to paste
 
 
-def test_solutions_match_course_lib():
+def test_at_least_three_are_transfer_problems_and_every_one_explains_itself():
+    exs = [get(i) for i in list_exercises(PAGE)]
+    assert sum(ex.transfer for ex in exs) >= 3
+    assert all(ex.why for ex in exs)
+
+
+def test_distill_loss_solution_matches_course_lib():
+    from course_lib import distill
+
+    gen = torch.Generator().manual_seed(0)
+    for temperature, alpha in ((1.0, 0.0), (2.0, 0.5), (4.0, 1.0), (8.0, 0.3)):
+        s = torch.randn(5, 7, generator=gen)
+        t = 3 * torch.randn(5, 7, generator=gen)
+        y = torch.randint(7, (5,), generator=gen)
+        torch.testing.assert_close(solution("ch6b.distill_loss")(s, t, y, temperature, alpha),
+                                   distill.distillation_loss(s, t, y, temperature, alpha))
+
+
+def test_spec_accept_solution_matches_course_lib_and_rebuilds_p():
     from course_lib import speculative
 
-    assert solution("ch6b.spec_tokens") == pytest.approx(
-        speculative.expected_tokens_per_step(0.8, 4))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        p = torch.softmax(2 * torch.randn(9, generator=gen, dtype=torch.float64), -1)
+        q = torch.softmax(2 * torch.randn(9, generator=gen, dtype=torch.float64), -1)
+        alpha, residual = solution("ch6b.spec_accept")(p, q)
+        assert alpha == pytest.approx(speculative.acceptance_rate(p, q).item(), abs=1e-12)
+        # accepted mass + rejection mass * residual is the target's distribution
+        torch.testing.assert_close(torch.minimum(p, q) + (1 - alpha) * residual, p)
+
+
+def test_spec_tokens_solution_is_the_geometric_formula_when_acceptance_is_constant():
+    from course_lib import speculative
+    from course_lib.exercises.ch6b import SPEC_ALPHAS, _tokens_per_pass
+
+    assert solution("ch6b.spec_tokens") == _tokens_per_pass(SPEC_ALPHAS)
+    assert solution("ch6b.spec_tokens").reference == pytest.approx(3.2248)
+    for alpha, k in ((0.8, 4), (0.5, 1), (0.95, 7)):
+        assert _tokens_per_pass([alpha] * k) == pytest.approx(
+            speculative.expected_tokens_per_step(alpha, k))
+
+
+def test_spec_rule_answer_matches_the_output_distribution_of_the_changed_rule():
+    p = torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=torch.float64)
+    q = torch.tensor([0.3, 0.5, 0.1, 0.1], dtype=torch.float64)
+    accepted = torch.where(p >= q, q, torch.zeros_like(q))
+    residual = (p - q).clamp(min=0)
+    out = accepted + (1 - accepted.sum()) * residual / residual.sum()
+    assert out[1] == 0 and not torch.allclose(out, p)       # (b): B is never output
+    assert solution("ch6b.spec_rule") == "b"
+
+
+def test_prune_count_solution_matches_a_pruned_module():
+    # remove h hidden units from a real gated MLP and count what is left
+    d_model, d_ff, h = 16, 48, 20
+    keep = torch.arange(d_ff - h)
+    gate = torch.nn.Linear(d_model, d_ff, bias=False)
+    up = torch.nn.Linear(d_model, d_ff, bias=False)
+    down = torch.nn.Linear(d_ff, d_model, bias=False)
+    kept = [gate.weight[keep], up.weight[keep], down.weight[:, keep]]
+    n = sum(w.numel() for w in kept)
+    assert solution("ch6b.prune_count")(d_model, d_ff, h, 1, 4) == (n, 4 * n)
