@@ -7,25 +7,52 @@ architecture, data movement, tiles, bit layouts, ...) live in one module per sub
 - `architecture`: chapter 1's pipeline, block and families, and label placement
 - `parallel`: chapter 2's who-holds-what under DDP, ZeRO and FSDP
 - `numbers`: chapter 3's bit layouts and quantization grids
+- `quant_diagrams`: chapter 3's scale groups, double quantization and LLM.int8()'s split
 - `tiles`: chapter 4's tiled attention
-- `finetuning`: chapter 5's trained tokens and LoRA matrices
-- `sparsity`: chapter 6's lazy column blocks
-- `flow`: chapter 7's RAG pipeline and agent loop
+- `attention_diagrams`: chapter 4's head sharing, online softmax, memory hierarchy, KV cache
+- `finetuning`: chapter 5's trained tokens, LoRA matrices, memory bars, QLoRA and adapters
+- `alignment`: chapter 5b's RLHF and DPO pipelines, reward head, proxy and gold reward
+- `sparsity`: chapter 6's lazy column blocks, the OBS step, RTN against GPTQ
+- `compression`: chapter 6b's speculative step, soft targets, structured pruning, Pareto front
+- `flow`: chapter 7's RAG pipeline (and any boxes-and-arrows flow)
+- `retrieval`: chapter 7's chunk spans, IVF and HNSW, MaxSim
+- `agents`: chapter 7b's loop, injection path, context budget, copy head
 
 Every name is importable from `course_lib.plots` directly.
 """
 
-from course_lib.plots import architecture, finetuning, flow, numbers, parallel, sparsity, tiles
+from course_lib.plots import (
+    agents,
+    alignment,
+    architecture,
+    attention_diagrams,
+    compression,
+    finetuning,
+    flow,
+    numbers,
+    parallel,
+    quant_diagrams,
+    retrieval,
+    sparsity,
+    tiles,
+)
+from course_lib.plots.agents import *  # noqa: F403
+from course_lib.plots.alignment import *  # noqa: F403
 from course_lib.plots.architecture import *  # noqa: F403
+from course_lib.plots.attention_diagrams import *  # noqa: F403
 from course_lib.plots.base import DIVERGING_CMAP, PALETTE, SEQUENTIAL_CMAP, heatmap, use_style
+from course_lib.plots.compression import *  # noqa: F403
 from course_lib.plots.finetuning import *  # noqa: F403
 from course_lib.plots.flow import *  # noqa: F403
 from course_lib.plots.numbers import *  # noqa: F403
 from course_lib.plots.parallel import *  # noqa: F403
+from course_lib.plots.quant_diagrams import *  # noqa: F403
+from course_lib.plots.retrieval import *  # noqa: F403
 from course_lib.plots.sparsity import *  # noqa: F403
 from course_lib.plots.tiles import *  # noqa: F403
 
 __all__ = ["PALETTE", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "use_style", "heatmap"]
-for _module in (architecture, parallel, numbers, tiles, finetuning, sparsity, flow):
+for _module in (architecture, parallel, numbers, quant_diagrams, tiles, attention_diagrams,
+                finetuning, alignment, sparsity, compression, flow, retrieval, agents):
     __all__ += _module.__all__
 del _module
