@@ -217,6 +217,18 @@ def train_rank(job: Job, tokens: torch.Tensor, rank: int = 0) -> tuple[dict, dic
     return report, state
 
 
+def rank_loop_source() -> str:
+    """The lines of :func:`train_rank` a chapter shows: from building the model to recording
+    the loss (the wrapping for DDP or FSDP, the optimizer and the training loop), headed by
+    file and line as ``course_lib.notebook.source`` gives them."""
+    from .notebook import source
+
+    body = source(train_rank).splitlines()   # body[0] is the header, body[i] line i
+    first = next(i for i, line in enumerate(body) if "model = build_model" in line)
+    last = next(i for i, line in enumerate(body) if "losses.append" in line)
+    return source(train_rank, lines=(first, last))
+
+
 def _atomic_save(tensors: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp))

@@ -203,3 +203,14 @@ def test_holdings_match_zero_memory_and_the_diagram_draws_them():
         data_parallel_diagram({"DDP": {**D.holdings("DDP", 2), "weights": [[0], [2]]}})
     with pytest.raises(TypeError, match="data_parallel_diagram: traffic"):
         data_parallel_diagram({"DDP": D.holdings("DDP", 2)}, ["all-reduce"])
+
+
+def test_rank_loop_source_shows_the_wrapping_and_the_loop():
+    text = D.rank_loop_source()
+    lines = text.splitlines()
+    assert lines[0].startswith("# course_lib/distributed.py:")
+    assert "model = build_model(job)" in lines[1]
+    assert "losses.append" in lines[-1]
+    for step in ("DistributedDataParallel(model)", "fully_shard(block", "loss.backward()",
+                 "opt.step()"):
+        assert step in text, step
