@@ -28,21 +28,23 @@ def _distill_teacher_not_softened(s, t, y, temperature, alpha):
     return alpha * temperature**2 * kl + (1 - alpha) * F.cross_entropy(s, y)
 
 
-def _accept_ratio_mean(p, q):          # the mean of min(1, p/q), not weighted by q
+def _emit_no_min(p, q, x):            # p(x)/q(x) as a probability, even above 1
+    a = float(p[x] / q[x])
     residual = (p - q).clamp(min=0)
-    total = residual.sum()
-    return (torch.clamp(p / q, max=1).mean().item(),
-            p.clone() if total == 0 else residual / total)
+    out = (1 - a) * residual / residual.sum() if residual.sum() > 0 else torch.zeros_like(p)
+    out[x] += a
+    return out
 
 
-def _residual_abs(p, q):               # |p - q| instead of max(0, p - q)
-    residual = (p - q).abs()
-    total = residual.sum()
-    return torch.minimum(p, q).sum().item(), p.clone() if total == 0 else residual / total
+def _emit_rejection_from_p(p, q, x):    # on a rejection, sample the target itself
+    a = min(1.0, float(p[x] / q[x]))
+    out = (1 - a) * p.clone()
+    out[x] += a
+    return out
 
 
-def _residual_unnormalised(p, q):
-    return torch.minimum(p, q).sum().item(), (p - q).clamp(min=0)
+def _emit_marginal(p, q, x):            # "the output is distributed as p", read per proposal
+    return p.clone()
 
 
 def _swiglu_two_matrices(d_model, d_ff, h, n_layers=1, bytes_per_param=2.0):
@@ -63,7 +65,7 @@ def _swiglu_bits(d_model, d_ff, h, n_layers=1, bytes_per_param=2.0):
 WRONG = {
     "ch6b.distill_loss": [_distill_no_t_squared, _distill_kl_reversed,
                           _distill_teacher_not_softened],
-    "ch6b.spec_accept": [_accept_ratio_mean, _residual_abs, _residual_unnormalised],
+    "ch6b.spec_accept": [_emit_no_min, _emit_rejection_from_p, _emit_marginal],
     "ch6b.spec_tokens": [2.646, 2.2248, 3.7],  # one mean alpha; no final token; 1 + sum
     "ch6b.spec_rule": ["a", "c", "d"],
     "ch6b.prune_count": [_swiglu_two_matrices, _swiglu_removed, _swiglu_bits],
@@ -104,17 +106,37 @@ def test_distill_loss_solution_matches_course_lib():
                                    distill.distillation_loss(s, t, y, temperature, alpha))
 
 
-def test_spec_accept_solution_matches_course_lib_and_rebuilds_p():
+def test_spec_accept_solution_averages_to_p_and_matches_course_lib():
     from course_lib import speculative
 
+    emit = solution("ch6b.spec_accept")
     gen = torch.Generator().manual_seed(0)
     for _ in range(5):
         p = torch.softmax(2 * torch.randn(9, generator=gen, dtype=torch.float64), -1)
         q = torch.softmax(2 * torch.randn(9, generator=gen, dtype=torch.float64), -1)
-        alpha, residual = solution("ch6b.spec_accept")(p, q)
-        assert alpha == pytest.approx(speculative.acceptance_rate(p, q).item(), abs=1e-12)
-        # accepted mass + rejection mass * residual is the target's distribution
-        torch.testing.assert_close(torch.minimum(p, q) + (1 - alpha) * residual, p)
+        outs = [emit(p, q, x) for x in range(9)]
+        # averaged over the proposal x ~ q, the emitted token is distributed as p
+        torch.testing.assert_close(sum(q[x] * outs[x] for x in range(9)), p)
+        # and the mass left on x is its acceptance probability: its q-average is the rate
+        rate = sum(q[x] * outs[x][x] for x in range(9))
+        assert float(rate) == pytest.approx(speculative.acceptance_rate(p, q).item(), abs=1e-12)
+
+
+def test_spec_accept_solution_matches_the_library_rule_by_sampling():
+    # one proposed token, verified by course_lib's rule many times: the emitted token is the
+    # proposal when accepted, else the residual sample; its frequencies follow the solution
+    from course_lib import speculative
+
+    p = torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=torch.float64)
+    q = torch.tensor([[0.3, 0.5, 0.1, 0.1]], dtype=torch.float64)
+    logits = torch.log(torch.stack([p, p]))          # (k + 1, V): the target at 2 positions
+    gen = torch.Generator().manual_seed(0)
+    n, counts = 4000, torch.zeros(4, dtype=torch.float64)
+    for _ in range(n):
+        accepted, token = speculative.verify_draft(logits, q, [1], generator=gen)
+        counts[1 if accepted else token] += 1
+    expected = solution("ch6b.spec_accept")(p, q[0], 1)          # (0.4, 0.4, 0.2, 0)
+    assert (counts / n - expected).abs().max() < 0.03            # about 4 standard errors
 
 
 def test_spec_tokens_solution_is_the_geometric_formula_when_acceptance_is_constant():

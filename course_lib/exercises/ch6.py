@@ -237,14 +237,12 @@ register(Exercise(
     hint="Look at what happens to H^-1, and to the update, when two inputs are copies.",
     reference="b",
     choices={
-        "a": "It pulls the weights towards zero, like weight decay, so the compressed model "
-             "generalises better.",
-        "b": "A dead input or two collinear inputs make H singular (no inverse, no Cholesky "
-             "factor); a nearly singular H has a huge inverse, and the update, which "
-             "multiplies by H^-1, moves weights by huge amounts to fit noise. The added "
-             "identity bounds H's eigenvalues away from zero.",
-        "c": "It makes the Cholesky factorisation faster, since a diagonal matrix is cheap "
-             "to factorise.",
+        "a": "It acts like weight decay: it pulls the compensated weights towards zero, so "
+             "the compressed model generalises better.",
+        "b": "It keeps every eigenvalue of H away from zero, so that the update, which "
+             "multiplies by H^-1, exists and stays of reasonable size.",
+        "c": "It makes the compensation more exact: the damped H fits the calibration inputs "
+             "more closely, so the output error left after each update is smaller.",
         "d": "It refines the quantization grid, so that rounding errors are smaller.",
     },
     explanations={
@@ -252,14 +250,16 @@ register(Exercise(
              "weights' loss: nothing pulls a weight to zero.",
         "b": "Right: it keeps H invertible and the compensation bounded, at the price of a "
              "slightly less exact compensation.",
-        "c": "H + lambda I is no more diagonal than H: the factorisation costs the same.",
+        "c": "The other way round: the damped H is no longer the true curvature of the "
+             "calibration error, so the compensation is slightly less exact. That is the "
+             "price paid for an inverse that exists and stays bounded.",
         "d": "The grid is set from the weights (min-max per row or group); H does not touch it.",
     },
     why=("The update is $-\\frac{w_j - q_j}{[H^{-1}]_{jj}} H^{-1}_{:,j}$: it needs $H^{-1}$. "
          "An input that is zero on every calibration token gives $H$ a zero row, and two "
          "inputs that are copies give it a zero eigenvalue: `cholesky` fails. When the copies "
          "differ only by noise, $H^{-1}$ exists but is huge along that direction, and the "
-         "update moves weights by hundreds to cancel an error that lives in the noise (the "
+         "update moves weights by more than 100 to cancel an error that lives in the noise (the "
          "chapter measures it). Adding $\\lambda\\,\\overline{\\operatorname{diag} H}\\,I$ "
          "lifts every eigenvalue by that amount, so the inverse and the moves stay bounded; "
          "tying $\\lambda$ to the mean diagonal makes it follow the layer's scale."),

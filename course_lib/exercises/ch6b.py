@@ -66,56 +66,79 @@ register(Exercise(
 ))
 
 
-# ------------------------------------------------------------ 2. acceptance and residual
+# ------------------------------------------------------------ 2. what comes out after a proposal
 def _f64(values):
     return torch.tensor(values, dtype=torch.float64)
 
 
-def accept_and_residual(p, q):
-    """(sum_x min(p(x), q(x)), max(0, p - q) renormalised); the residual is p when p == q."""
+def emitted_given_proposal(p, q, x):
+    """Distribution of the token the rule emits at one position, given that the draft
+    proposed token x (drawn from q): x with probability a = min(1, p(x)/q(x)), otherwise a
+    sample of the residual max(0, p - q) renormalised."""
     for name, t in (("p", p), ("q", q)):
         need_tensor(name, t)
         if t.dim() != 1:
-            raise ValueError(f"{name} must be a 1-D probability vector")
+            raise ValueError(f"emitted_given_proposal: {name} must be a 1-D probability vector")
         if (t < 0).any() or abs(float(t.double().sum()) - 1) > 1e-4:
-            raise ValueError(f"{name} must be probabilities (>= 0, summing to 1)")
+            raise ValueError(f"emitted_given_proposal: {name} must be probabilities "
+                             "(>= 0, summing to 1)")
     if p.shape != q.shape:
-        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and "
-                         f"{tuple(q.shape)}")
-    alpha = torch.minimum(p, q).sum().item()
-    residual = (p - q).clamp(min=0)
-    if residual.sum() == 0:     # p == q: nothing is ever rejected
-        return alpha, p.clone()
-    return alpha, residual / residual.sum()
+        raise ValueError(f"emitted_given_proposal: p and q must have the same shape, got "
+                         f"{tuple(p.shape)} and {tuple(q.shape)}")
+    need_int("x", x, low=0)
+    if x >= len(q) or q[x] <= 0:
+        raise ValueError(f"emitted_given_proposal: x={x} is not a token the draft can propose")
+    a = min(1.0, float(p[x] / q[x]))            # probability that x is accepted
+    out = torch.zeros_like(p)
+    if a < 1:                                   # q(x) > p(x): the residual has mass
+        residual = (p - q).clamp(min=0)
+        out = (1 - a) * residual / residual.sum()
+    out[x] += a
+    return out
 
 
 register(Exercise(
-    id="ch6b.spec_accept", title="Acceptance probability and residual", kind="function",
+    id="ch6b.spec_accept", title="What comes out after a given proposal", kind="function",
     section="06b_inference.md",
-    prompt=("Write accept_and_residual(p, q) for 1-D target and draft distributions: return "
-            "(the probability that a token drawn from q is accepted, as a float; the residual "
-            "distribution norm(max(0, p - q)), a tensor; p itself when p equals q)."),
-    hint=("A token x drawn from q is accepted with probability min(1, p(x)/q(x)); weight that "
-          "by q(x) and sum. The residual clamps p - q at zero, then divides by its sum."),
-    why=("$P(\\text{accept}) = \\sum_x q(x)\\min(1, p(x)/q(x)) = \\sum_x \\min(p(x), q(x))$, "
-         "which is $1 - \\mathrm{TV}(p, q)$: the overlap of the two distributions. The residual "
-         "$\\max(0, p - q)$ has total mass $\\sum_x (p(x) - \\min(p(x), q(x))) = "
-         "1 - P(\\text{accept})$, so dividing by its sum is the same as dividing by the "
-         "rejection probability. When $p = q$ nothing is ever rejected and the residual is "
-         "never sampled (0/0); returning $p$ keeps the function total."),
-    transfer=False,
-    reference=accept_and_residual, atol=1e-6, rtol=1e-5,
+    prompt=("Write emitted_given_proposal(p, q, x): given that the draft proposed token x "
+            "(drawn from q), return the distribution of the token the rule emits at this "
+            "position (x if accepted, else a residual sample)."),
+    hint=("Two ways to emit a token: x is accepted (probability min(1, p(x)/q(x))), or it is "
+          "rejected and the residual max(0, p - q), renormalised, is sampled. Weight each "
+          "distribution by its probability; if x is always accepted, the residual never "
+          "matters."),
+    why=("Given the proposal $x$, the rule accepts it with probability "
+         "$a = \\min(1, p(x)/q(x))$ and otherwise samples the residual "
+         "$r = \\max(0, p - q) / \\sum_y \\max(0, p(y) - q(y))$, so the emitted token has "
+         "the distribution $a\\,e_x + (1 - a)\\,r$ ($e_x$: all mass on $x$):\n\n"
+         "```python\na = min(1.0, float(p[x] / q[x]))\nout = torch.zeros_like(p)\n"
+         "if a < 1:\n    residual = (p - q).clamp(min=0)\n"
+         "    out = (1 - a) * residual / residual.sum()\nout[x] += a\n```\n\n"
+         "For the page's example and a proposed B: $a = 0.2/0.5 = 0.4$ and "
+         "$r = (2/3, 0, 1/3, 0)$, so the output is $(0.4, 0.4, 0.2, 0)$, not $p$. "
+         "A single step given its proposal is *not* distributed as $p$; only the average "
+         "over the proposal is: $\\sum_x q(x)\\,(a_x e_x + (1 - a_x) r) = \\min(p, q) + "
+         "(1 - \\sum_y \\min(p(y), q(y)))\\,r = p$, the page's argument read the other way. "
+         "When $a = 1$ (the target likes $x$ at least as much as the draft) $x$ comes out "
+         "for sure, and the residual, possibly $0/0$, is never needed."),
+    transfer=True,
+    reference=emitted_given_proposal, atol=1e-9, rtol=1e-9,
     cases=lambda: [
-        Case((_f64([0.5, 0.2, 0.2, 0.1]), _f64([0.3, 0.5, 0.1, 0.1])),
-             note="the page's worked example"),
-        Case((_f64([0.0, 1.0]), _f64([1.0, 0.0])), note="no overlap: never accepted"),
-        Case((_f64([0.25, 0.25, 0.5]), _f64([0.25, 0.25, 0.5])), note="p equals q"),
-        Case((torch.softmax(randn(8, seed=1, scale=2), -1),
-              torch.softmax(randn(8, seed=2, scale=2), -1)), note="random, 8 tokens"),
+        Case((_f64([0.5, 0.2, 0.2, 0.1]), _f64([0.3, 0.5, 0.1, 0.1]), 1),
+             note="the page's example, B proposed: accepted with probability 0.4"),
+        Case((_f64([0.5, 0.2, 0.2, 0.1]), _f64([0.3, 0.5, 0.1, 0.1]), 0),
+             note="A proposed: p(A) > q(A), always accepted"),
+        Case((_f64([0.0, 1.0]), _f64([1.0, 0.0]), 0), note="no overlap: never accepted"),
+        Case((_f64([0.25, 0.25, 0.5]), _f64([0.25, 0.25, 0.5]), 2),
+             note="p equals q: the residual is 0/0 and never used"),
+        Case((torch.softmax(randn(8, seed=1, scale=2).double(), -1),
+              torch.softmax(randn(8, seed=2, scale=2).double(), -1), 3),
+             note="random, 8 tokens"),
     ],
     bad_cases=lambda: [
-        Case((torch.tensor([0.5, 0.5]), torch.tensor([0.2, 0.3, 0.5])), note="shapes differ"),
-        Case((torch.tensor([0.5, 0.5]), torch.tensor([0.9, 0.9])), note="q sums to 1.8"),
+        Case((_f64([0.5, 0.5]), _f64([0.2, 0.3, 0.5]), 0), note="shapes differ"),
+        Case((_f64([0.5, 0.5]), _f64([0.9, 0.9]), 0), note="q sums to 1.8"),
+        Case((_f64([0.5, 0.5]), _f64([1.0, 0.0]), 1), note="q(x) = 0: x cannot be proposed"),
     ],
 ))
 
