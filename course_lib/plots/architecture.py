@@ -147,7 +147,7 @@ def families_diagram(title: str | None = None):
 
     Returns the Figure. Taught in book/01_transformer.md.
     """
-    fig, ax = _canvas(15.6, 8.1, (10.5, 5.45))
+    fig, ax = _canvas(15.6, 8.1, (9.0, 4.67))
 
     def header(x, name, subtitle):
         ax.text(x, 7.9, name, ha="center", va="center", fontsize=12, fontweight="bold",
@@ -159,7 +159,7 @@ def families_diagram(title: str | None = None):
         for i, (text, kind, stack) in enumerate(rows):
             h = 1.1 if stack else 0.6
             yc = y + h / 2
-            _box(ax, x, yc, 2.9, h, text, kind, fontsize=8.5, stack=stack)
+            _box(ax, x, yc, 3.3, h, text, kind, fontsize=9, stack=stack)
             if i:
                 _arrow(ax, (x, centres[-1][1] + centres[-1][2] / 2 + 0.02),
                        (x, yc - h / 2 - 0.04))
@@ -169,9 +169,9 @@ def families_diagram(title: str | None = None):
 
     header(1.8, "EncoderModel", "encoder-only (BERT)\nautoencoding")
     column(1.8, [("tokens with [MASK]", "data", 0), ("emb: Embeddings", "embed", 0),
-                 ("blocks: N × Block\nno mask (bidirectional)", "attn", 3),
+                 ("blocks: N × Block\nno mask\n(bidirectional)", "attn", 3),
                  ("ln_f: LayerNorm", "norm", 0), ("mlm_head / classifier", "head", 0),
-                 ("masked tokens / a class", "data", 0)])
+                 ("masked tokens / class", "data", 0)])
     header(5.4, "GPT", "decoder-only (GPT)\nautoregressive")
     column(5.4, [("tokens so far", "data", 0), ("emb: Embeddings", "embed", 0),
                  ("blocks: N × Block\ncausal mask", "attn", 3), ("ln_f: LayerNorm", "norm", 0),
@@ -180,16 +180,16 @@ def families_diagram(title: str | None = None):
     enc = column(9.3, [("source tokens", "data", 0), ("emb: Embeddings", "embed", 0),
                        ("encoder: N × Block\nno mask", "attn", 3),
                        ("ln_enc: LayerNorm", "norm", 0)])
-    dec = column(13.5, [("<bos> + output so far", "data", 0), ("emb (shared)", "embed", 0),
+    dec = column(13.5, [("<bos> + output\nso far", "data", 0), ("emb (shared)", "embed", 0),
                         ("decoder: N × Block\ncausal mask\n+ cross_attn", "attn", 3),
                         ("ln_f: LayerNorm", "norm", 0), ("lm_head", "head", 0),
                         ("next output token", "data", 0)])
     x0, y0, _ = enc[-1]
     x1, y1, _ = dec[2]
-    _arrow(ax, (x0 + 1.47, y0), (x1 - 1.5, y1), color=PALETTE["vermillion"],
+    _arrow(ax, (x0 + 1.67, y0), (x1 - 1.7, y1), color=PALETTE["vermillion"],
            connection="arc3,rad=-0.2")
     ax.text(x0 + 0.9, y0 + 0.45, "encoder output: the keys\nand values of every cross_attn",
-            ha="center", va="bottom", fontsize=8.5, color=PALETTE["vermillion"])
+            ha="center", va="bottom", fontsize=9, color=PALETTE["vermillion"])
     for x in (3.6, 7.3):
         ax.plot([x, x], [0.3, 8.1], color="0.7", lw=1, ls=":")
     if title:
