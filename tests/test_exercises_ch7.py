@@ -32,46 +32,40 @@ def _pack_cuts_long(sentences, size):         # cuts a long sentence to fit inst
     return out
 
 
-def _bm25_no_floor(docs, query, k1=1.5, b=0.75, epsilon=0.25):
+def _bm25_header_parts(docs, query, w, k1, b, epsilon, length_w, df_per_field, floor):
+    """BM25 of (header, body) chunks with switches for three plausible mistakes."""
     n = len(docs)
-    avgdl = sum(map(len, docs)) / n
-    out = []
-    for d in docs:
-        s = 0.0
-        for t in query:
-            df = sum(t in o for o in docs)
-            idf = math.log((n - df + 0.5) / (df + 0.5)) if df else 0.0
-            tf = d.count(t)
-            s += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))
-        out.append(s)
-    return out
-
-
-def _bm25_lucene_idf(docs, query, k1=1.5, b=0.75, epsilon=0.25):
-    n = len(docs)
-    avgdl = sum(map(len, docs)) / n
-    out = []
-    for d in docs:
-        s = 0.0
-        for t in query:
-            df = sum(t in o for o in docs)
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5)) if df else 0.0
-            tf = d.count(t)
-            s += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(d) / avgdl))
-        out.append(s)
-    return out
-
-
-def _bm25_floor_of_positive_mean(docs, query, k1=1.5, b=0.75, epsilon=0.25):
-    n = len(docs)
-    df = {t: sum(t in d for d in docs) for d in docs for t in d}
+    lengths = [length_w * len(h) + len(body) for h, body in docs]
+    avgdl = sum(lengths) / n
+    df = {}
+    for h, body in docs:
+        for field in ((h, body) if df_per_field else (h + body,)):
+            for t in set(field):
+                df[t] = df.get(t, 0) + 1
     idf = {t: math.log((n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-    positive = [v for v in idf.values() if v >= 0]
-    floor = epsilon * sum(positive) / len(positive)
-    avgdl = sum(map(len, docs)) / n
-    return [sum((idf[t] if idf.get(t, 0) >= 0 else floor) * d.count(t) * (k1 + 1)
-                / (d.count(t) + k1 * (1 - b + b * len(d) / avgdl)) for t in query if t in idf)
-            for d in docs]
+    low = epsilon * sum(idf.values()) / len(idf)
+    if floor:
+        idf = {t: (v if v >= 0 else low) for t, v in idf.items()}
+    out = []
+    for (h, body), length in zip(docs, lengths):
+        s = 0.0
+        for t in query:
+            tf = w * h.count(t) + body.count(t)
+            s += idf.get(t, 0.0) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avgdl))
+        out.append(s)
+    return out
+
+
+def _bm25_header_length_unweighted(docs, query, w=2.0, k1=1.5, b=0.75, epsilon=0.25):
+    return _bm25_header_parts(docs, query, w, k1, b, epsilon, 1, False, True)
+
+
+def _bm25_header_df_per_field(docs, query, w=2.0, k1=1.5, b=0.75, epsilon=0.25):
+    return _bm25_header_parts(docs, query, w, k1, b, epsilon, w, True, True)
+
+
+def _bm25_header_no_floor(docs, query, w=2.0, k1=1.5, b=0.75, epsilon=0.25):
+    return _bm25_header_parts(docs, query, w, k1, b, epsilon, w, False, False)
 
 
 def _ndcg_linear_gain(ranked, grades, k):
@@ -117,7 +111,8 @@ def _maxsim_over_doc(q, d):                    # the max down the columns, per d
 
 WRONG = {
     "ch7.pack_sentences": [_pack_no_space, _pack_cuts_long],
-    "ch7.bm25": [_bm25_no_floor, _bm25_lucene_idf, _bm25_floor_of_positive_mean],
+    "ch7.bm25_header": [_bm25_header_length_unweighted, _bm25_header_df_per_field,
+                        _bm25_header_no_floor],
     "ch7.ndcg_graded": [_ndcg_linear_gain, _ndcg_ideal_from_ranking],
     "ch7.recall_interval": [_interval_wald, _interval_90],
     "ch7.maxsim_matches": [_maxsim_dot, _maxsim_over_doc],
@@ -144,18 +139,20 @@ def test_wrong_answers_fail_with_a_useful_message(exercise_id, capsys):
             assert "Hint:" in out and "(" in out  # a hint, and the failing call to paste
 
 
-def test_bm25_solution_matches_rank_bm25_and_course_lib_with_the_floor():
+def test_bm25_header_is_bm25_of_the_header_written_w_times():
     from rank_bm25 import BM25Okapi
 
     from course_lib import rag
-    from course_lib.exercises.ch7 import _DOCS
+    from course_lib.exercises.ch7 import _HDOCS
 
-    bm25, ours = BM25Okapi(_DOCS), rag.BM25(_DOCS)
-    for query in (["cat"], ["the"], ["the", "dog"], ["roses", "roses"], ["coffee"]):
-        got = solution("ch7.bm25")(_DOCS, query)
-        assert got == pytest.approx(bm25.get_scores(query).tolist(), rel=1e-12, abs=1e-12)
-        assert got == pytest.approx(ours.scores(query), rel=1e-12, abs=1e-12)
-    assert ours.idf["the"] > 0            # the floor is in play on this corpus
+    for w in (1, 2, 3):   # a whole-number weight is the header repeated w times
+        flat = [h * w + body for h, body in _HDOCS]
+        bm25, ours = BM25Okapi(flat), rag.BM25(flat)
+        for query in (["runa"], ["resident"], ["brandt", "cat"], ["harp", "harp"], ["ebba"]):
+            got = solution("ch7.bm25_header")(_HDOCS, query, w=float(w))
+            assert got == pytest.approx(bm25.get_scores(query).tolist(), rel=1e-12, abs=1e-12)
+            assert got == pytest.approx(ours.scores(query), rel=1e-12, abs=1e-12)
+        assert ours.idf["resident"] > 0       # the floor is in play on this corpus
 
 
 def test_pack_sentences_keeps_every_sentence_whole_and_within_size_when_it_can():

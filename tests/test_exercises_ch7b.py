@@ -191,3 +191,15 @@ def test_steps_that_fit_by_counting():
     while prompt + (n + 1) * step + final <= budget:
         n += 1
     assert solution("ch7b.steps_that_fit") == n
+
+
+def test_no_eval_answer_the_escape_needs_no_name_and_the_calculator_refuses_it():
+    from course_lib import agent
+
+    # the chain of choice (b) starts from a literal: no name, so an empty __builtins__ is no
+    # obstacle; it reaches every class loaded in the process
+    classes = ().__class__.__bases__[0].__subclasses__()
+    assert type in [c.__class__ for c in classes] and len(classes) > 100
+    assert solution("ch7b.no_eval") == "b"
+    for text in ("().__class__.__bases__[0].__subclasses__()", "9 ** 9 ** 9"):
+        assert agent.calculator(text).startswith("error")

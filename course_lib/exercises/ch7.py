@@ -1,4 +1,4 @@
-"""Chapter 7 exercises (RAG): a chunker that keeps sentences whole, BM25 with its idf floor,
+"""Chapter 7 exercises (RAG): a chunker that keeps sentences whole, BM25 with a weighted header,
 nDCG for graded relevance, an interval for a measured recall, MaxSim's matches.
 
 Registered in page order; the statements are in book/07_rag_agents.md, "Exercises"."""
@@ -87,75 +87,92 @@ register(Exercise(
 ))
 
 
-# ------------------------------------------------------------------ 2. BM25 with its floor
-def bm25_scores(docs: list[list[str]], query: list[str], k1: float = 1.5, b: float = 0.75,
-                epsilon: float = 0.25) -> list[float]:
-    """Okapi BM25 of every document for the query, as rank-bm25's BM25Okapi (and
-    ``course_lib.rag.BM25``) score it: a negative idf is replaced by ``epsilon`` times the
-    mean idf of the corpus's terms."""
-    if not isinstance(docs, list) or not docs or any(not isinstance(d, list) for d in docs):
-        raise ValueError("bm25_scores: docs must be a non-empty list of token lists")
+# ---------------------------------------------- 2. BM25 with a weighted header, and its floor
+def bm25_header(docs: list[tuple[list[str], list[str]]], query: list[str], w: float = 2.0,
+                k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> list[float]:
+    """BM25 of chunks that have two fields, a header and a body, with the header's words
+    counted ``w`` times (in the term frequency and in the length); idf as rank-bm25's
+    BM25Okapi, a negative idf replaced by ``epsilon`` times the mean idf of the corpus's
+    terms. With ``w = 1`` it is BM25 of header + body."""
+    if not isinstance(docs, list) or not docs:
+        raise ValueError("bm25_header: docs must be a non-empty list of (header, body) pairs")
+    if any(not isinstance(d, tuple | list) or len(d) != 2
+           or not all(isinstance(part, list) for part in d) for d in docs):
+        raise ValueError("bm25_header: every doc must be a (header, body) pair of token lists")
     if not isinstance(query, list):
-        raise TypeError("bm25_scores: query must be a list of tokens")
+        raise TypeError("bm25_header: query must be a list of tokens")
+    if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
+        raise ValueError(f"bm25_header: w must be a number >= 0, got {w!r}")
     n = len(docs)
-    avgdl = sum(len(d) for d in docs) / n
+    lengths = [w * len(h) + len(body) for h, body in docs]   # the header counts w times
+    avgdl = sum(lengths) / n
     df: dict[str, int] = {}
-    for d in docs:
-        for t in set(d):
+    for h, body in docs:
+        for t in set(h) | set(body):                         # one document, whichever field
             df[t] = df.get(t, 0) + 1
     idf = {t: math.log((n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
     floor = epsilon * sum(idf.values()) / len(idf)      # the mean over all terms, negatives too
     idf = {t: (v if v >= 0 else floor) for t, v in idf.items()}
     scores = []
-    for d in docs:
+    for (h, body), length in zip(docs, lengths):
         score = 0.0
         for term in query:
-            tf = d.count(term)
-            norm = k1 * (1 - b + b * len(d) / avgdl)
+            tf = w * h.count(term) + body.count(term)
+            norm = k1 * (1 - b + b * length / avgdl)
             score += idf.get(term, 0.0) * tf * (k1 + 1) / (tf + norm)
         scores.append(score)
     return scores
 
 
-_DOCS = [
-    "the cat sat on the mat".split(),
-    "a dog chased the cat around the garden".split(),
-    "stock markets fell sharply on monday".split(),
-    "the garden was full of roses and tulips".split(),
-    "a quiet morning with coffee and a book".split(),
-    "the dog slept".split(),
+_HDOCS = [  # (header, body): a resident's name, then sentences that call them by first name
+    ("runa stadol resident".split(), "runa plays the harp".split()),
+    ("runa velk resident".split(), "she keeps a cat".split()),
+    ("ebba halgri resident".split(), "ebba bakes bread on mill lane".split()),
+    ("ove brandt resident".split(), "the cat sleeps".split()),
+    ("runa brandt resident".split(), "runa works as a stonemason".split()),
 ]
 
 register(Exercise(
-    id="ch7.bm25", title="BM25 with the idf floor", kind="function",
-    section=PAGE,
-    prompt=("Write bm25_scores(docs, query, k1=1.5, b=0.75, epsilon=0.25): Okapi BM25 of every "
-            "document, with idf = ln((N - n + 0.5) / (n + 0.5)) and every negative idf replaced "
-            "by epsilon times the mean idf of all the corpus's terms. ValueError for no docs."),
-    hint=("n(t) counts documents containing t, not occurrences. The floor is epsilon times the "
-          "mean of the idfs of every term in the corpus (the negative ones included), computed "
-          "before any is replaced; only the negative idfs are replaced."),
-    reference=bm25_scores, atol=1e-9, rtol=1e-9,
+    id="ch7.bm25_header", title="BM25 with a weighted header", kind="function",
+    section=PAGE, transfer=True,
+    prompt=("Write bm25_header(docs, query, w=2.0, k1=1.5, b=0.75, epsilon=0.25): BM25 of "
+            "(header, body) chunks, the header's words counted w times in the term frequency "
+            "and the length; idf over documents, each negative idf replaced by epsilon times the "
+            "mean idf. ValueError for no docs or w < 0."),
+    hint=("Three things use w: the term frequency w*f(header) + f(body), the length "
+          "w*|header| + |body|, and so avgdl, the mean of those lengths. n(t) counts documents "
+          "whose header or body holds t, once each; the floor is epsilon times the mean of every "
+          "term's idf, negative ones included, as in section 3."),
+    reference=bm25_header, atol=1e-9, rtol=1e-9,
     cases=lambda: [
-        Case((_DOCS, ["cat"])),
-        Case((_DOCS, ["dog", "garden"]), note="two terms"),
-        Case((_DOCS, ["roses", "roses"]), note="a repeated query term counts twice"),
-        Case((_DOCS, ["the"]), note="'the' is in 4 of 6 documents: its idf is negative"),
-        Case((_DOCS, ["the", "cat"]), {"epsilon": 0.5}, note="the floor with epsilon 0.5"),
-        Case((_DOCS, ["coffee"]), {"k1": 1.2, "b": 0.5}, note="other k1 and b"),
-        Case((_DOCS, ["unicorn"]), note="a term in no document"),
+        Case((_HDOCS, ["harp"]), note="a word in one body"),
+        Case((_HDOCS, ["brandt"]), note="a word in two headers: w makes it count more"),
+        Case((_HDOCS, ["brandt"]), {"w": 1.0}, note="w = 1: plain BM25 of header + body"),
+        Case((_HDOCS, ["runa", "harp"]),
+             note="'runa' is in 3 of 5 documents (in header and body of the first): the floor"),
+        Case((_HDOCS, ["resident"]), {"epsilon": 0.5},
+             note="'resident' heads every chunk: the floor with epsilon 0.5"),
+        Case((_HDOCS, ["cat", "cat"]), {"w": 3.0}, note="a repeated query term counts twice"),
+        Case((_HDOCS, ["ebba", "lane"]), {"w": 0.0, "k1": 1.2, "b": 0.5},
+             note="w = 0: the header is ignored, other k1 and b"),
+        Case((_HDOCS, ["unicorn"]), note="a term in no document"),
     ],
-    bad_cases=lambda: [Case(([], ["cat"]), note="empty corpus")],
-    why=("Two passes. First the corpus statistics: the mean length `avgdl`, each term's document "
-         "frequency $n(t)$, its idf $\\ln\\frac{N - n(t) + 0.5}{n(t) + 0.5}$, and the floor "
-         "$\\epsilon \\cdot \\overline{\\mathrm{idf}}$ (the mean over every term, negative ones "
-         "included), which replaces each negative idf. A term in more than half the documents "
-         "(here 'the', in 4 of 6) would otherwise *lower* a document's score for containing "
-         "it; with the floor it adds a little, like any common word. Then each document sums, "
-         "over the query's terms (repeats count again), idf times the saturating, "
-         "length-normalized term frequency "
-         "$\\frac{f\\,(k_1+1)}{f + k_1(1 - b + b\\,|d|/\\mathrm{avgdl})}$. A term in no "
-         "document has no idf and adds 0."),
+    bad_cases=lambda: [Case(([], ["cat"]), note="empty corpus"),
+                       Case((_HDOCS, ["cat"]), {"w": -1.0}, note="negative w")],
+    why=("Section 2's contextual chunks put a header (the resident's full name) in front of "
+         "each chunk; BM25 then treats the header's words like any other. Weighting a field "
+         "(the idea of BM25F) changes two quantities, and only these: the term frequency "
+         "becomes $\\tilde f(t, d) = w\\,f(t, h_d) + f(t, b_d)$ and the length "
+         "$|\\tilde d| = w\\,|h_d| + |b_d|$, so `avgdl` is the mean of the weighted lengths. "
+         "The idf stays a property of documents: $n(t)$ counts a chunk once whether $t$ is in "
+         "its header, its body or both (counting per field would make a word look common "
+         "because it is repeated inside one chunk). The floor is the chapter's: each negative "
+         "idf becomes $\\epsilon$ times the mean of all the idfs. Then the page's formula "
+         "with $\\tilde f$ and $|\\tilde d|$. Two checks you can run: with $w = 1$ this is BM25 "
+         "of header + body, and with a whole number $w$ it is BM25 of the chunk with its "
+         "header written $w$ times, since both counts and the length are sums. A weight "
+         "above 1 lets a name in the header outweigh the same name in a body sentence about "
+         "someone else; because of saturation ($k_1$), it never outweighs it without bound."),
 ))
 
 

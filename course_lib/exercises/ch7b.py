@@ -1,4 +1,5 @@
-"""Chapter 7b exercises (agents): a schema check for a tool call, why the calculator parses,
+"""Chapter 7b exercises (agents): a schema check for a tool call, why eval without builtins is
+not safe,
 a parser for the original ReAct action format, a context budget, a filter for forged tags, and
 what a structural defence is.
 
@@ -100,35 +101,41 @@ register(Exercise(
 ))
 
 
-# ------------------------------------------------------------ 2. why the calculator parses
+# ------------------------------------------------------------ 2. eval without builtins
 register(Exercise(
-    id="ch7b.no_eval", title="Why the calculator parses instead of eval",
-    kind="choice", section=PAGE,
-    prompt=("An agent's calculator receives text written by a model, which may have read a "
-            "poisoned document. Why does it parse the text into an AST and walk only number and "
-            "operator nodes instead of calling eval?"),
+    id="ch7b.no_eval", title="Is eval without builtins safe?",
+    kind="choice", section=PAGE, transfer=True,
+    prompt=("A colleague replaces the AST calculator with eval(expression, "
+            "{'__builtins__': {}}, {}): no builtins, no names. Is that safe for text a model "
+            "wrote?"),
     choices={
-        "a": "eval is slower.",
-        "b": "eval runs any Python the text contains: an injected '__import__(\"os\")...' "
-             "would execute; walking an allow-list of nodes can only do arithmetic.",
-        "c": "eval cannot compute powers.",
-        "d": "The AST gives more precise floating-point results.",
+        "a": "Yes: without builtins there is no __import__, open or exec to call, so only "
+             "arithmetic can run.",
+        "b": "No: a literal's attributes still lead everywhere (().__class__.__bases__[0]"
+             ".__subclasses__() lists every class loaded, some of which run commands), and "
+             "9 ** 9 ** 9 still runs; only an allow-list of node types and sizes bounds it.",
+        "c": "Yes, as long as the expression is also limited to 100 characters.",
+        "d": "No, because eval without builtins cannot compute 2 ** 0.5.",
     },
     explanations={
-        "a": "Speed is not the concern.",
-        "b": "Untrusted text must never become code.",
-        "c": "It can; that is not the problem.",
-        "d": "The arithmetic is the same floating point either way.",
+        "a": "Removing names removes only names: attribute access on a literal needs none.",
+        "b": "The danger is in what the syntax can reach, not in which names are defined.",
+        "c": "The attribute chain that escapes fits in well under 100 characters.",
+        "d": "It can: ** is an operator, not a builtin.",
     },
-    hint="Who wrote the string the tool receives?",
+    hint=("Look at the hostile inputs of section 2: which of them uses no name at all?"),
     reference="b",
-    why=("The expression is written by a model, and the model may have just read text an "
-         "attacker wrote (section 5). `eval` would run whatever Python that text contains, "
-         "with the program's rights: files, network, processes. Parsing with `ast` and "
-         "evaluating an allow-list of node types turns the question 'is this safe?' from "
-         "spotting every dangerous string (impossible) into checking that each node is one of "
-         "a few known kinds (easy), and the size limits stop the one danger arithmetic still "
-         "has, `9 ** 9 ** 9`."),
+    why=("Emptying `__builtins__` removes *names*, but `().__class__` starts from a literal and "
+         "needs none: from the tuple's class to `object`, and from `object.__subclasses__()` "
+         "to every class the process has loaded, among them classes that open files or start "
+         "processes. Blocking strings such as `__` is a deny-list, and deny-lists lose to "
+         "the next spelling. Nor does it bound size: `9 ** 9 ** 9` runs for minutes and eats "
+         "memory with no name involved. The calculator of section 2 inverts the question: it "
+         "parses the text with `ast` and evaluates only the node types it knows (numbers, "
+         "the arithmetic operators, five named functions), with limits on sizes, so checking "
+         "it means checking a short list of allowed kinds rather than imagining every "
+         "dangerous string. Untrusted text, and a model's output after it has read untrusted "
+         "text is untrusted, never becomes code."),
 ))
 
 
