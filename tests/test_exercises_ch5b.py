@@ -128,3 +128,17 @@ def test_implicit_margin_matches_dpo_loss():
     loss = align.dpo_loss(torch.tensor([-4.0]), torch.tensor([-6.0]), torch.tensor([-3.0]),
                           torch.tensor([-8.0]), beta=0.1)
     assert math.isclose(float(loss), -math.log(1 / (1 + math.exp(-margin))), rel_tol=1e-6)
+
+
+def test_fresh_prompts_worked_answer_numbers_and_the_winners_curse():
+    from course_lib.evaluate import wilson_interval
+
+    low, high = wilson_interval(186, 300)                   # 62 % of 300
+    assert round(100 * (high - low) / 2, 1) == 5.5          # "about +-5.5 points"
+    # twenty runs of the same true accuracy: the best score overstates it
+    g = torch.Generator().manual_seed(0)
+    scores = torch.binomial(torch.full((2000, 20), 300.0), torch.full((2000, 20), 0.62),
+                            generator=g) / 300
+    assert abs(float(scores.mean()) - 0.62) < 0.005         # one run's score: unbiased
+    assert float(scores.max(dim=1).values.mean()) > 0.62 + 0.03   # the best of 20: not
+    assert solution("ch5b.fresh_prompts") == "b"

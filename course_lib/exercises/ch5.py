@@ -1,6 +1,7 @@
 """Chapter 5 exercises (page 05_finetuning.md), in page order: an adapter's size on a model
 the page did not show, merging an adapter, a confidence interval for a measured accuracy,
-McNemar's test from a table of counts, and what forgetting is measured from."""
+McNemar's test from a table of counts, and what forgetting is measured from after QLoRA's
+quantization."""
 
 from __future__ import annotations
 
@@ -170,40 +171,42 @@ register(Exercise(
 
 
 register(Exercise(
-    id="ch5.forgetting_base", title="Forgetting, measured from the chat base",
+    id="ch5.forgetting_base", title="Forgetting, measured from the right start",
     kind="choice", section="05_finetuning.md",
-    prompt=("Section 7 measures forgetting as the change in story perplexity from the chat "
-            "base, not from the pretrained base. What would measuring from the pretrained base "
-            "get wrong?"),
+    prompt=("QLoRA: quantize an fp32 model to NF4, train a LoRA adapter on the 4-bit base, and "
+            "report forgetting as story perplexity after training minus the fp32 model's. "
+            "What is wrong with that number, if anything?"),
     choices={
-        "a": "Nothing: `init_chat_tokens` only changes the rows of tokens that never occur in "
-             "the stories, so both references give the same perplexity.",
-        "b": "It would count the new `<|end|>` output row, set before any training step, as "
-             "forgetting caused by fine-tuning.",
-        "c": "The pretrained base uses another tokenizer, so the two perplexities cannot be "
-             "compared.",
-        "d": "The pretrained base was trained for fewer steps, so its perplexity is higher "
-             "and every method would seem to improve the stories.",
+        "a": "Nothing: QLoRA freezes the base, so the adapter is the only thing that changed.",
+        "b": "It charges the rounding error of 4-bit quantization, present before the first "
+             "training step, to fine-tuning; the reference should be the 4-bit base with the "
+             "adapter at its start (B = 0).",
+        "c": "It understates forgetting: quantization removes noise from the weights, so the "
+             "4-bit base has a lower perplexity than the fp32 one.",
+        "d": "Perplexities of a 4-bit and an fp32 model cannot be compared at all, because "
+             "their logits are computed in different number formats.",
     },
     explanations={
-        "a": "The token never occurs, but its output row is scored at every position: a copy "
-             "of the newline's row takes probability from the true next token everywhere.",
-        "b": "The chat base is where every method starts; only what changes after it is "
-             "the method's doing.",
-        "c": "Both use the same byte-level tokenizer; the chat tokens are reserved byte ids.",
-        "d": "It is the same network, trained for the same steps; only three embedding rows "
-             "and one output row differ.",
+        "a": "The base is frozen after it was quantized: quantizing already changed every "
+             "weight, before training began.",
+        "b": "The model training started from is the 4-bit base; only what changes after it "
+             "is fine-tuning's doing.",
+        "c": "Rounding every weight to one of 16 levels adds error; it does not remove any. "
+             "The 4-bit base's perplexity is, if anything, higher.",
+        "d": "Perplexity is computed from the output probabilities, whatever format the "
+             "weights are stored in; chapter 3 compares exactly these two.",
     },
-    hint=("Perplexity is computed from a softmax over every token's output row. Which rows "
-          "does `align.init_chat_tokens` set, and at which positions do they get probability?"),
-    reference="b", transfer=False,
+    hint=("Section 7 measured forgetting from the chat base, not from `base`. Which model did "
+          "QLoRA's training start from, and what happened to it before the first step?"),
+    reference="b", transfer=True,
     why=(
-        "Every fine-tuned model starts from the chat base: `base` plus the reserved tokens' "
-        "rows. `<|end|>`'s row of `lm_head` (the output layer, one row per token) is a copy of "
-        "the newline's, so at every position of every story the softmax gives `<|end|>` as "
-        "much weight as a newline. That takes probability from the true next token and raises "
-        "perplexity before a single training step. Measured from `base`, this one-line change "
-        "would be charged to every method as forgetting; measured from the chat base, what "
-        "remains is what training did. The same rule holds in general: compare against the "
-        "model the method actually started from."),
+        "Forgetting caused by fine-tuning is the change from the model training *started* "
+        "from. For QLoRA that is the NF4 base with the adapter at its start ($B = 0$, so the "
+        "adapter adds nothing): quantizing rounded every weight and raised the perplexity "
+        "(chapter 3 measures by how much) before a single gradient step. Measured from the "
+        "fp32 model, that rounding error is charged to fine-tuning. It is section 7's rule in "
+        "another setting: there the chat base's new `<|end|>` output row raised the story "
+        "perplexity before training, and the page measures from the chat base for the same "
+        "reason. Report both numbers if the total matters to users (what quantization cost, "
+        "and what training cost), but do not add them into one and call it forgetting."),
 ))

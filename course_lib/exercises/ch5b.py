@@ -141,37 +141,44 @@ register(Exercise(
 
 # ------------------------------------------------------------ 4. choosing a checkpoint
 register(Exercise(
-    id="ch5b.fresh_prompts", title="Explain: why measure the best checkpoint again?",
-    kind="choice", section=PAGE,
-    prompt=("The page picks the RL checkpoint with the highest gold reward on 12 prompts, then "
-            "measures it again on new prompts. Why not report the 12-prompt number?"),
+    id="ch5b.fresh_prompts", title="Explain: the best of twenty learning rates",
+    kind="choice", section=PAGE, transfer=True,
+    prompt=("20 learning rates, each run scored on the same 300 held-out questions; the best "
+            "scores 66 % and the report says 'the model reaches 66 %'. What is wrong, and what "
+            "fixes it?"),
     choices={
-        "a": "Training changed which prompts are easy, so the 12 prompts are out of date.",
-        "b": "The checkpoint was chosen because its noisy score was the highest of several; "
-             "the highest of several noisy scores is biased upward, and only prompts not used "
-             "for choosing give an unbiased estimate.",
-        "c": "The reward model was trained on those 12 prompts, so their gold reward is wrong.",
-        "d": "Sampling at temperature 1 is random; measuring the same 12 prompts again with a "
-             "new seed would fix the estimate just as well.",
+        "a": "Nothing: each run's score is an unbiased estimate of that run's true accuracy, "
+             "so the kept run's score is too.",
+        "b": "The kept run won partly because it was lucky on those 300 questions, so 66 % is "
+             "biased upward; choose the run on one set of questions and report its score on "
+             "questions that played no part in the choice.",
+        "c": "300 questions are too few to measure any accuracy; reporting the median run, "
+             "about 62 %, fixes it.",
+        "d": "The 20 runs share one base model, so their scores are not independent; training "
+             "each with its own seed fixes it.",
     },
     explanations={
-        "a": "The prompts and the gold rule do not change during training; the policy does.",
-        "b": "Selection on noise: the winner is partly the luckiest. A fresh, independent "
-             "sample has no part in the choice, so its estimate is unbiased.",
-        "c": "The gold reward is a rule, right on every prompt; the reward model was trained "
-             "on other pairs and never sees the gold label here.",
-        "d": "A new seed removes the luck of the samples, not that of the prompts: the same 12 "
-             "prompts (some easy for this checkpoint by chance) still favour the winner.",
+        "a": "Each score alone is unbiased, but the maximum of 20 noisy scores is not: the "
+             "choice looks at the noise.",
+        "b": "Selection on noise: the winner is partly the luckiest. Questions that had no "
+             "part in the choice give an unbiased estimate of the run you kept.",
+        "c": "300 questions measure one run to about 5 points; the median describes a run you "
+             "did not keep, not the one you report.",
+        "d": "Sharing a base is not the problem; choosing by the same questions you report on "
+             "is, whatever the seeds.",
     },
-    hint=("Several checkpoints, each scored on only 12 prompts x 4 samples: what decides which "
-          "one scores highest, besides being the best?"),
-    why=("Each checkpoint's 12-prompt score is its true gold reward plus noise (the page "
-         "gives the 95% interval of one such score: about $\\pm$14 points). Taking the "
-         "maximum over several checkpoints picks the largest noise as well as the best "
-         "policy, so the winner's score overstates it (the "
-         "*winner's curse*, the same reason a model tuned on a validation set is reported on "
-         "a test set). Prompts that played no part in the choice, with a paired interval "
-         "against the start model, give an honest estimate."),
+    hint=("Section 4 chose an RL checkpoint on 12 prompts and then measured it again on fresh "
+          "ones. Twenty runs scored on one test set: what decides which one scores highest, "
+          "besides being the best?"),
+    why=("Each run's score is its true accuracy plus noise: on 300 questions near 62 %, the "
+         "95% interval of one score is about $\\pm 5.5$ points. The best of 20 such scores "
+         "picks the largest noise as well as the best run, so its score overstates the kept "
+         "run (the *winner's curse*). It is section 4's situation with learning rates in "
+         "place of checkpoints: there the best of several 12-prompt scores was measured "
+         "again on prompts never used for choosing. The fix is the same: a validation set to "
+         "choose on, and a test set, untouched by the choice, to report on (with a paired "
+         "interval against the baseline). Reusing one test set for many choices turns it "
+         "into a validation set."),
     reference="b",
 ))
 
