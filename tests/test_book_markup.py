@@ -26,8 +26,9 @@ def test_exercise_stubs_show_no_output_on_the_site():
 
 
 # Pages whose exercises are stated in Markdown (readable in JupyterLab before running
-# anything), at least half of them transfer problems. Chapters 1 and 2 still use card().
-MARKDOWN_EXERCISE_PAGES = {"03_quantization.md": 3, "04_attention.md": 4,
+# anything), at least half of them transfer problems.
+MARKDOWN_EXERCISE_PAGES = {"01_transformer.md": 1, "02_memory.md": 2,
+                           "03_quantization.md": 3, "04_attention.md": 4,
                            "05_finetuning.md": 5, "05b_alignment.md": "5b",
                            "06_inference.md": 6, "06b_inference.md": "6b",
                            "07_rag_agents.md": 7, "07b_agents.md": "7b"}

@@ -5,7 +5,9 @@ reader should look at cell by cell) with `heatmap`. The diagrams of structures (
 architecture, data movement, tiles, bit layouts, ...) live in one module per subject:
 
 - `architecture`: chapter 1's pipeline, block and families, and label placement
+- `transformer_diagrams`: chapter 1's Q/K/V flow, multi-head split, one-token shift
 - `parallel`: chapter 2's who-holds-what under DDP, ZeRO and FSDP
+- `memory_diagrams`: chapter 2's ring all-reduce, mixed-precision flow and step memory
 - `numbers`: chapter 3's bit layouts and quantization grids
 - `quant_diagrams`: chapter 3's scale groups, double quantization and LLM.int8()'s split
 - `tiles`: chapter 4's tiled attention
@@ -29,12 +31,14 @@ from course_lib.plots import (
     compression,
     finetuning,
     flow,
+    memory_diagrams,
     numbers,
     parallel,
     quant_diagrams,
     retrieval,
     sparsity,
     tiles,
+    transformer_diagrams,
 )
 from course_lib.plots.agents import *  # noqa: F403
 from course_lib.plots.alignment import *  # noqa: F403
@@ -44,15 +48,18 @@ from course_lib.plots.base import DIVERGING_CMAP, PALETTE, SEQUENTIAL_CMAP, heat
 from course_lib.plots.compression import *  # noqa: F403
 from course_lib.plots.finetuning import *  # noqa: F403
 from course_lib.plots.flow import *  # noqa: F403
+from course_lib.plots.memory_diagrams import *  # noqa: F403
 from course_lib.plots.numbers import *  # noqa: F403
 from course_lib.plots.parallel import *  # noqa: F403
 from course_lib.plots.quant_diagrams import *  # noqa: F403
 from course_lib.plots.retrieval import *  # noqa: F403
 from course_lib.plots.sparsity import *  # noqa: F403
 from course_lib.plots.tiles import *  # noqa: F403
+from course_lib.plots.transformer_diagrams import *  # noqa: F403
 
 __all__ = ["PALETTE", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "use_style", "heatmap"]
-for _module in (architecture, parallel, numbers, quant_diagrams, tiles, attention_diagrams,
-                finetuning, alignment, sparsity, compression, flow, retrieval, agents):
+for _module in (architecture, transformer_diagrams, parallel, memory_diagrams, numbers,
+                quant_diagrams, tiles, attention_diagrams, finetuning, alignment, sparsity,
+                compression, flow, retrieval, agents):
     __all__ += _module.__all__
 del _module
