@@ -153,7 +153,8 @@ register(Exercise(
     },
     hint="Compare the time the arithmetic takes with the time the bytes take, on an A100.",
     why=("Section 1 put numbers on it: on an A100 the two matrix products of one head at "
-         "n = 4096 take a few microseconds at peak speed, while writing and re-reading S and P "
+         "n = 4096, d = 64 take about 14 microseconds at peak speed ($4n^2d$ FLOPs at 312 "
+         "TFLOP/s), while writing and re-reading S and P "
          "through HBM takes several times longer. An operation that waits on memory gets "
          "faster when it moves fewer bytes, even if it does more arithmetic: recomputing S in "
          "the backward pass costs one extra matrix product, far less than storing P in the "
