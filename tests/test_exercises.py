@@ -109,3 +109,8 @@ def test_check_rejects_unknown_ids_and_never_runs_text(toy, capsys):
     # a string answer to a function exercise is reported, not executed
     assert check("ch0.double", "__import__('os').system('false')") is False
     assert "expected a function" in capsys.readouterr().out
+
+
+def test_show_prints_the_summary_for_a_terminal(toy):
+    from course_lib.exercises import show
+    assert show("ch0.letter") == "ch0.letter: Pick one\n?\n  (a) no\n  (b) yes"

@@ -11,13 +11,16 @@ Taught in: the "Exercises" section at the end of every chapter.
 Three kinds of exercise:
 
 - **function**: write a function; ``check`` runs it on hand-picked edge cases and random
-  cases against the reference, and on bad inputs that it must reject with ``ValueError`` or
-  ``TypeError``. The report names the first failing case as a call you can paste and rerun.
+  cases against the reference. The report names the first failing case as a call you can
+  paste and rerun. Bad inputs should raise ``ValueError`` or ``TypeError``; a right
+  algorithm that does not is told so in a hint, and still passes.
 - **number**: predict a number before computing it; checked with a stated tolerance.
 - **choice**: explain a measured result by picking one sentence (a letter).
 
 ``check`` never runs text as code, needs no network and never raises on a wrong, stubbed or
 crashing answer: it prints what passed, the first failure and a hint, and returns a bool.
+``solution(id)`` reveals the worked answer and why, only when asked; ``show(id)`` prints the
+one-line summary in a terminal (the full statement is the chapter's Markdown).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Case", "Exercise", "Solution", "card", "check", "list_exercises", "solution", "get",
+__all__ = ["Case", "Exercise", "Solution", "check", "list_exercises", "solution", "get", "show",
            "call_repr"]
 
 
@@ -381,34 +384,3 @@ def show(exercise_id: str) -> str:
     if ex.kind == "choice":
         lines += [f"  ({k}) {v}" for k, v in ex.choices.items()]
     return "\n".join(lines)
-
-
-class _Card:
-    """An exercise's statement, rendered as Markdown in a notebook and as text elsewhere."""
-
-    def __init__(self, ex: Exercise, number: int | None):
-        self.ex, self.number = ex, number
-
-    def _lines(self) -> list[str]:
-        ex = self.ex
-        head = f"Exercise {self.number}" if self.number else "Exercise"
-        lines = [f"**{head}: {ex.title}** (`{ex.id}`)", "", ex.prompt]
-        if ex.kind == "choice":
-            lines.append("")
-            lines += [f"- ({k}) {v}" for k, v in ex.choices.items()]
-        return lines
-
-    def _repr_markdown_(self) -> str:
-        return "\n".join(self._lines())
-
-    def __str__(self) -> str:
-        return "\n".join(self._lines()).replace("**", "")
-
-    __repr__ = __str__
-
-
-def card(exercise_id: str):
-    """The exercise's statement for a chapter cell (Markdown in Jupyter and the book)."""
-    ex = get(exercise_id)
-    chapter_ids = list_exercises(exercise_id.split(".")[0][2:])
-    return _Card(ex, chapter_ids.index(exercise_id) + 1)
