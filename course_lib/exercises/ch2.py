@@ -138,11 +138,14 @@ register(Exercise(
                        Case((-1.0, 4, 1e9, 1e-5), note="negative size"),
                        Case((1e9, 2.5, 1e9, 1e-5), note="fractional p")],
     why=("Reduce-scatter and all-gather take $p - 1$ steps each. In every step each device "
-         "sends one chunk of $N/p$ bytes to its neighbour, all at once, so a step costs "
-         "$\\alpha + N/(p\\beta)$ for latency $\\alpha$ and bandwidth $\\beta$: "
-         "$T = 2(p-1)\\,(\\alpha + N/(p\\beta))$. The bandwidth term tends to $2N/\\beta$, "
-         "the same for any $p$ (the page's $2\\frac{p-1}{p}N$ bytes); the latency term grows "
-         "with $p$: large clusters use trees or hierarchical rings for small messages. "
+         "sends one chunk of $M/p$ bytes to its neighbour, all at once, so a step costs "
+         "$\\alpha + M/(p\\beta)$ for latency $\\alpha$ and bandwidth $\\beta$: "
+         "$T = 2(p-1)\\,(\\alpha + M/(p\\beta))$. The bandwidth term tends to $2M/\\beta$, "
+         "the same for any $p$ (the page's $2\\frac{N-1}{N}\\Psi$, in bytes); the latency "
+         "term, $2(p-1)\\alpha$, grows with $p$. For 14 GB at 50 GB/s and 5 microseconds: "
+         "0.49 s of transfer and 0.07 ms of latency on 8 devices, 0.56 s and 10 ms on 1024. "
+         "Large clusters therefore use trees or hierarchical rings for small messages, whose "
+         "time is nearly all latency. "
          "With one device nothing is sent."),
 ))
 
