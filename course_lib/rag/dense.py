@@ -204,6 +204,22 @@ def rerank(ranked: list[int], query_vecs: np.ndarray, doc_vecs: list[np.ndarray]
     of the ranking follows unchanged."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"rerank: depth must be a positive int, got {depth!r}")
+    if not isinstance(ranked, list | tuple):
+        raise TypeError(f"rerank: ranked must be a list of item indices, got "
+                        f"{type(ranked).__name__}")
+    if not isinstance(doc_vecs, list | tuple):
+        raise TypeError(f"rerank: doc_vecs must be a list of (n_tokens, dim) arrays, got "
+                        f"{type(doc_vecs).__name__}")
+    if any(isinstance(i, bool) or not isinstance(i, int | np.integer) for i in ranked):
+        raise TypeError("rerank: ranked must hold int item indices")
+    if any(not 0 <= i < len(doc_vecs) for i in ranked):
+        raise ValueError(f"rerank: ranked has indices outside [0, {len(doc_vecs)}) of doc_vecs")
+    try:
+        finite = np.isfinite(np.asarray(query_vecs, dtype=np.float64)).all()
+    except (TypeError, ValueError) as exc:
+        raise TypeError("rerank: query_vecs must be an (n_tokens, dim) array of numbers") from exc
+    if not finite:
+        raise ValueError("rerank: query_vecs contain NaN or inf")
     ranked = list(ranked)
     head = sorted(ranked[:depth], key=lambda i: -maxsim(query_vecs, doc_vecs[i]))
     return head + ranked[depth:]
