@@ -1,7 +1,8 @@
 """The exercise framework, on throwaway exercises, and every exercise: its solution passes
 and a stub says "not implemented yet". Each page's wrong answers, and its solutions held to
-the course's own code, are in tests/test_exercises_chN.py."""
+the course's own code, are in tests/test_exercises_chN.py; every wrong answer is checked here."""
 
+import importlib
 
 import pytest
 import torch
@@ -19,6 +20,10 @@ def _stub(*args, **kwargs):
 
 
 PAGES = (1, 2, 3, 4, 5, "5b", 6, "6b", 7, "7b")
+# Each page's plausible wrong answers live beside its own tests (tests/test_exercises_chN.py,
+# importable: pytest puts tests/ on sys.path); the checks on them are here, once.
+WRONG = {k: v for page in PAGES
+         for k, v in importlib.import_module(f"test_exercises_ch{page}").WRONG.items()}
 
 
 def test_every_chapter_page_has_four_to_six_exercises():
@@ -68,6 +73,22 @@ def toy():
     yield
     for ex in made:
         _REGISTRY.pop(ex.id)
+
+
+def test_every_exercise_has_wrong_answers():
+    assert set(WRONG) == set(IDS)
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_wrong_answers_fail_with_a_useful_message(exercise_id, capsys):
+    ex = get(exercise_id)
+    assert len(WRONG[exercise_id]) >= 2
+    for wrong in WRONG[exercise_id]:
+        assert check(exercise_id, wrong) is False, wrong
+        out = capsys.readouterr().out
+        assert out.startswith("✗") and "Traceback" not in out and "Hint:" in out
+        if ex.kind == "function":
+            assert "(" in out  # the failing call, ready to paste
 
 
 def test_a_right_algorithm_without_input_checks_passes_with_a_hint(toy, capsys):
