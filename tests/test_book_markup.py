@@ -60,3 +60,31 @@ def test_at_least_half_of_each_pages_exercises_are_transfer_problems():
     for name in MARKDOWN_EXERCISE_PAGES:
         ids, exs = _page_exercises(name)
         assert 2 * sum(ex.transfer for ex in exs) >= len(exs), (name, ids)
+
+
+def test_no_prose_line_starts_a_list_by_accident():
+    # A paragraph line (or inline maths wrapped onto a new line) that starts with "+ ", "- " or
+    # "* " begins a bullet list in Markdown: "... 4 (gradients)\n+ 8 (activations)" rendered
+    # as a list, and a wrapped "$... \n+ \beta ...$" as broken maths.
+    bad = []
+    for page in PAGES:
+        in_code = in_math = False
+        prev = ""
+        for n, line in enumerate(page.read_text(encoding="utf-8").split("\n"), 1):
+            if line.startswith(("```", "~~~", ":::")):
+                in_code = line.startswith(("```", "~~~")) and not in_code
+                prev = ""
+                continue
+            stripped = line.strip()
+            if not in_code and stripped.startswith("$$"):
+                in_math = not in_math if not (len(stripped) > 2 and stripped.endswith("$$")) \
+                    else in_math
+                prev = ""
+                continue
+            if in_code or in_math:
+                continue
+            if re.match(r"[-+*] ", line) and prev.strip() and prev[0] not in " :|" and \
+                    not re.match(r"([-+*]|\d+\.) ", prev):
+                bad.append(f"{page.name}:{n}: {line[:60]}")
+            prev = line
+    assert not bad, bad
