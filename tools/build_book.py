@@ -1,0 +1,83 @@
+"""Build the book's two editions, and the translation catalogs, from one source and one cache.
+
+    python tools/build_book.py html       # English site   -> _build/html/
+    python tools/build_book.py zh         # Chinese site   -> _build/html/zh/
+    python tools/build_book.py gettext    # message templates (.pot, one per page) -> _build/gettext/
+
+Every build reads the same `_config.yml` and `_toc.yml` through Jupyter Book's own Sphinx entry
+point, so the editions cannot differ in anything but their language. Each builder keeps its own
+doctree folder (Sphinx refuses to reuse one environment for another builder or language), and
+all of them take notebook outputs from the one execution cache in `.jupyter_cache`: the English
+build executes what changed, the Chinese build finds every notebook already cached and executes
+nothing (`make book` runs them in that order).
+
+Options after the edition name: `-W` (warnings are errors), `--keep-going`, `--all` (rebuild
+every page). Exit status is Sphinx's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "_build"
+
+# edition -> (Sphinx builder, output folder, doctree folder, config overrides)
+EDITIONS = {
+    "html": ("html", BUILD / "html", BUILD / ".doctrees", {}),
+    "zh": ("html", BUILD / "html" / "zh", BUILD / ".doctrees-zh", {"language": "zh_CN"}),
+    "gettext": ("gettext", BUILD / "gettext", BUILD / ".doctrees-gettext", {}),
+}
+
+
+def build(edition: str, *, warnings_are_errors: bool = False, keep_going: bool = False,
+          force_all: bool = False) -> int:
+    """Run one Sphinx build of the book; return its exit status (0 when it succeeded)."""
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {sorted(EDITIONS)}, got {edition!r}")
+    from jupyter_book.sphinx import build_sphinx
+
+    builder, outdir, doctrees, overrides = EDITIONS[edition]
+    overrides = dict(overrides)
+    # What `jupyter-book build .` passes for a book: the external table of contents.
+    overrides["external_toc_path"] = (ROOT / "_toc.yml").as_posix()
+    overrides["latex_individualpages"] = False
+    result = build_sphinx(
+        ROOT,
+        outdir,
+        use_external_toc=True,
+        noconfig=True,
+        path_config=str(ROOT / "_config.yml"),
+        confoverrides=overrides,
+        doctreedir=doctrees,
+        builder=builder,
+        warningiserror=warnings_are_errors,
+        keep_going=keep_going,
+        force_all=force_all,
+    )
+    if isinstance(result, BaseException):
+        print(f"{edition} build failed: {result!r}", file=sys.stderr)
+        return 1
+    return int(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("edition", choices=sorted(EDITIONS))
+    parser.add_argument("-W", dest="warnings_are_errors", action="store_true")
+    parser.add_argument("--keep-going", action="store_true")
+    parser.add_argument("--all", dest="force_all", action="store_true")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    status = build(args.edition, warnings_are_errors=args.warnings_are_errors,
+                   keep_going=args.keep_going, force_all=args.force_all)
+    seconds = time.perf_counter() - start
+    print(f"{args.edition} build: {'ok' if status == 0 else 'FAILED'} in {seconds:.1f} s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
