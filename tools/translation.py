@@ -55,8 +55,6 @@ _TIGHT_BEFORE_CJK = re.compile(f"(?<=[A-Za-z0-9`$%])[{CJK}]")
 _SPACE_AT_PUNCT = re.compile(f"(?: [{CJK_PUNCT}])|(?:[{CJK_PUNCT}] )")
 # Half-width punctuation right after a Chinese character, where full-width belongs.
 _HALF_PUNCT = re.compile(f"[{CJK}][,;:?!]|[{CJK}]\\.(?!\\d)|[{CJK}]\\(|\\)[{CJK}]")
-# Bold or italic that CommonMark will not open or close beside full-width punctuation.
-_BROKEN_STRONG = re.compile(f"[{CJK}A-Za-z0-9]\\*\\*[{CJK_PUNCT}]|[{CJK_PUNCT}]\\*\\*[{CJK}A-Za-z0-9]")
 
 
 def has_chinese(text: str) -> bool:
@@ -93,28 +91,46 @@ def protected(text: str) -> Counter:
     return pieces
 
 
+def _unrendered_emphasis(text: str) -> bool:
+    """True when `**` or a lone `*` pair survives rendering as literal text (CommonMark will
+    not open or close emphasis beside full-width punctuation in some positions)."""
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render(_ROLE.sub("R", text))
+    html = re.sub(r"<code>.*?</code>", "", html, flags=re.S)
+    html = _DISPLAY_MATH.sub("", _MATH.sub("", html))
+    return "**" in html
+
+
 def _spacing_problems(text: str) -> list[str]:
     """House-style problems in a Chinese string (code, math and role bodies are skipped)."""
     problems = []
-    # Look at the prose only: replace code, math and role bodies by a placeholder letter so
-    # that the spacing around them is still seen.
-    prose = _ROLE.sub("{r}`x`", text)
-    prose = _DISPLAY_MATH.sub("$x$", prose)
-    prose = _CODE.sub("`x`", prose)
-    prose = _MATH.sub("$x$", prose)
-    prose = _LINK.sub("](x)", prose)
+    # Look at the prose only: code, math and roles become one Latin letter (they are spaced
+    # like Latin words); a link keeps its text.
+    prose = _ROLE.sub("R", text)
+    prose = _DISPLAY_MATH.sub("M", prose)
+    prose = _CODE.sub("C", prose)
+    prose = _MATH.sub("M", prose)
+    prose = re.sub(r"\[([^\]]*)\]\([^)\s]+\)", r"\1", prose)
     for pattern, what in (
         (_TIGHT_AFTER_CJK, "no space between a Chinese character and what follows"),
         (_TIGHT_BEFORE_CJK, "no space between a Chinese character and what precedes it"),
         (_SPACE_AT_PUNCT, "a space next to full-width punctuation"),
         (_HALF_PUNCT, "half-width punctuation in a Chinese sentence"),
-        (_BROKEN_STRONG, "** beside full-width punctuation does not render as bold"),
     ):
         m = pattern.search(prose)
         if m:
             lo = max(0, m.start() - 12)
             problems.append(f"{what}: ...{prose[lo:m.end() + 12]}...")
+    if _unrendered_emphasis(text):
+        problems.append("bold that will not render (** beside full-width punctuation)")
     return problems
+
+
+def _is_formula(text: str) -> bool:
+    """A display-math message: LaTeX, not prose (copying it unchanged is right)."""
+    return bool(re.search(r"\\[A-Za-z]+|[=^_{}]", text)) and not re.search(
+        r"(?:\b[A-Za-z]{3,}\b[ ,.]+){4}", re.sub(r"\\[A-Za-z]+\{[^}]*\}", " ", text))
 
 
 def entry_problems(msgid: str, msgstr: str) -> list[str]:
@@ -132,7 +148,7 @@ def entry_problems(msgid: str, msgstr: str) -> list[str]:
     if has_chinese(msgstr):
         problems += _spacing_problems(msgstr)
     elif re.search(r"[A-Za-z]{3,}", _strip_roles(_CODE.sub(" ", _MATH.sub(" ", msgid)))) and \
-            msgstr == msgid and len(msgid.split()) > 3:
+            msgstr == msgid and len(msgid.split()) > 3 and not _is_formula(msgid):
         problems.append("copied, not translated")
     if msgid.count("\n") != msgstr.count("\n") and msgid.lstrip().startswith(("|", "-")):
         problems.append("line structure differs")
