@@ -1,5 +1,7 @@
 # All you need about LLMs: build the book, run the tests, run the benchmarks.
-#   make book    executed HTML book in _build/html (creates .venv on first use)
+#   make book    executed HTML book in _build/html, its Chinese edition in _build/html/zh
+#   make gettext refresh the Chinese catalogs (locale/zh_CN) from the English pages
+#   make notebooks-zh  the Chinese notebooks zh/book/*.md from book/*.md and the catalogs
 #   make test    ruff + unit tests + every chapter cell by cell (nbval)
 #   make test-avx2   the same tests forced to the AVX2 kernel set on one thread
 #   make portability the spread of every glued number across kernel sets -> bench/portability.json
@@ -21,7 +23,8 @@ BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v pyth
 STAMP   := $(VENV)/.installed
 BENCH_ARGS ?=
 
-.PHONY: help install book check-site test test-avx2 portability lint lab bench clean
+
+.PHONY: help install book gettext notebooks-zh check-site test test-avx2 portability lint lab bench clean
 
 # Spelling: prose, code and tests ("vermillion": the Okabe-Ito colour; "nd": n x d; "ket": a
 # syllable of the generated town names; .txt: text snapshots keep their authors' spelling).
@@ -29,7 +32,7 @@ CODESPELL_ARGS := --skip="*.json,*.safetensors,*.bib,*.svg,*.txt" --ignore-words
 CODESPELL_PATHS := book course_lib tests tools _ext bench README.md CONTRIBUTING.md Makefile conftest.py
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# *//'
+	@sed -n '2,12p' Makefile | sed 's/^# *//'
 
 # Which torch build a new .venv gets: `auto` (the CPU build on Linux without an NVIDIA GPU, the
 # default build elsewhere), `cpu`, or `default` (PyPI's, which on Linux pulls CUDA: several GB).
@@ -61,10 +64,23 @@ install: $(STAMP)
 
 # The execution cache re-runs a chapter only when its cells change; tools/book_cache.py also
 # clears it when course_lib's content changes, so the site never shows numbers from old code.
+# Both editions read the one execution cache: the English build executes what changed, the
+# Chinese one (language zh_CN, catalogs in locale/) executes nothing (tools/build_book.py).
 book: $(STAMP)
 	$(PY) tools/book_cache.py
-	$(BIN)/jupyter-book build . -W --keep-going
-	@echo "HTML: $(CURDIR)/_build/html/index.html"
+	$(PY) tools/build_book.py html -W --keep-going
+	$(PY) tools/build_book.py zh -W --keep-going
+	@echo "HTML: $(CURDIR)/_build/html/index.html (中文: $(CURDIR)/_build/html/zh/index.html)"
+
+# After an English edit: new or changed messages appear untranslated in locale/zh_CN/ (and
+# tests/test_translation.py fails until they are translated); the Chinese notebooks follow.
+gettext: $(STAMP)
+	$(PY) tools/build_book.py gettext
+	$(BIN)/sphinx-intl update -p _build/gettext -l zh_CN -d locale -w 0 --no-obsolete
+	$(PY) tools/translation.py stats
+
+notebooks-zh: $(STAMP)
+	$(PY) tools/translation.py notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

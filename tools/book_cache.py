@@ -8,7 +8,7 @@ one stored in the build folder, deletes the execution cache and Sphinx's saved e
 
     python tools/book_cache.py [--package course_lib] [--build _build]
 
-`make book` runs it before `jupyter-book build`.
+`make book` runs it before building the two editions (tools/build_book.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def package_hash(package: Path) -> str:
     return digest.hexdigest()
 
 
-CACHES = (".jupyter_cache", ".doctrees")   # executed outputs; Sphinx's record of what it read
+# executed outputs; Sphinx's record of what it read, for each edition (tools/build_book.py)
+CACHES = (".jupyter_cache", ".doctrees", ".doctrees-zh", ".doctrees-gettext")
 
 
 def sync(package: Path, build: Path) -> bool:

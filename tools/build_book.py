@@ -2,7 +2,7 @@
 
     python tools/build_book.py html       # English site   -> _build/html/
     python tools/build_book.py zh         # Chinese site   -> _build/html/zh/
-    python tools/build_book.py gettext    # message templates (.pot, one per page) -> _build/gettext/
+    python tools/build_book.py gettext    # message templates, one .pot per page -> _build/gettext/
 
 Every build reads the same `_config.yml` and `_toc.yml` through Jupyter Book's own Sphinx entry
 point, so the editions cannot differ in anything but their language. Each builder keeps its own
@@ -12,7 +12,8 @@ build executes what changed, the Chinese build finds every notebook already cach
 nothing (`make book` runs them in that order).
 
 Options after the edition name: `-W` (warnings are errors), `--keep-going`, `--all` (rebuild
-every page). Exit status is Sphinx's.
+every page), `--outdir DIR` (build elsewhere, with its own doctrees), `--no-execute` (no
+outputs at all: enough for the catalogs, which hold no output). Exit status is Sphinx's.
 """
 
 from __future__ import annotations
@@ -24,27 +25,40 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
+CACHE = BUILD / ".jupyter_cache"
 
 # edition -> (Sphinx builder, output folder, doctree folder, config overrides)
 EDITIONS = {
     "html": ("html", BUILD / "html", BUILD / ".doctrees", {}),
-    "zh": ("html", BUILD / "html" / "zh", BUILD / ".doctrees-zh", {"language": "zh_CN"}),
+    "zh": ("html", BUILD / "html" / "zh", BUILD / ".doctrees-zh",
+           {"language": "zh_CN", "html_title": "All you need about LLMs（中文版）"}),
     "gettext": ("gettext", BUILD / "gettext", BUILD / ".doctrees-gettext", {}),
 }
 
 
 def build(edition: str, *, warnings_are_errors: bool = False, keep_going: bool = False,
-          force_all: bool = False) -> int:
+          force_all: bool = False, outdir: Path | None = None, execute: bool = True) -> int:
     """Run one Sphinx build of the book; return its exit status (0 when it succeeded)."""
     if edition not in EDITIONS:
         raise ValueError(f"edition must be one of {sorted(EDITIONS)}, got {edition!r}")
     from jupyter_book.sphinx import build_sphinx
 
-    builder, outdir, doctrees, overrides = EDITIONS[edition]
+    builder, default_out, doctrees, overrides = EDITIONS[edition]
     overrides = dict(overrides)
+    if outdir is not None:      # a build somewhere else (the tests): its own doctrees too
+        outdir = Path(outdir)
+        doctrees = outdir / ".doctrees"
+    else:
+        outdir = default_out
+    if not execute:             # the messages do not depend on outputs (they are not translated)
+        overrides["nb_execution_mode"] = "off"
+        overrides["course_placeholder_glue"] = True   # _ext/course_i18n.py
     # What `jupyter-book build .` passes for a book: the external table of contents.
     overrides["external_toc_path"] = (ROOT / "_toc.yml").as_posix()
     overrides["latex_individualpages"] = False
+    # One execution cache for every edition (by default myst-nb puts it beside the output
+    # folder, which for the Chinese site would be inside _build/html/ and empty).
+    overrides["nb_execution_cache_path"] = CACHE.as_posix()
     result = build_sphinx(
         ROOT,
         outdir,
@@ -70,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-W", dest="warnings_are_errors", action="store_true")
     parser.add_argument("--keep-going", action="store_true")
     parser.add_argument("--all", dest="force_all", action="store_true")
+    parser.add_argument("--outdir", type=Path, help="write here instead of _build/")
+    parser.add_argument("--no-execute", dest="execute", action="store_false",
+                        help="do not execute notebooks, not even from the cache")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     status = build(args.edition, warnings_are_errors=args.warnings_are_errors,
-                   keep_going=args.keep_going, force_all=args.force_all)
+                   keep_going=args.keep_going, force_all=args.force_all,
+                   outdir=args.outdir, execute=args.execute)
     seconds = time.perf_counter() - start
     print(f"{args.edition} build: {'ok' if status == 0 else 'FAILED'} in {seconds:.1f} s")
     return status

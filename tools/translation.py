@@ -54,7 +54,7 @@ _TIGHT_AFTER_CJK = re.compile(f"[{CJK}](?=[A-Za-z0-9`$]|\\{{[a-z])")
 _TIGHT_BEFORE_CJK = re.compile(f"(?<=[A-Za-z0-9`$%])[{CJK}]")
 _SPACE_AT_PUNCT = re.compile(f"(?: [{CJK_PUNCT}])|(?:[{CJK_PUNCT}] )")
 # Half-width punctuation right after a Chinese character, where full-width belongs.
-_HALF_PUNCT = re.compile(f"[{CJK}][,;:?!]|[{CJK}]\\.(?!\\d)|[{CJK}]\\(|\\)[{CJK}]")
+_HALF_PUNCT = re.compile(f"[{CJK}）”][,;:?!]|[{CJK}）”]\\.(?!\\d)|[{CJK}]\\(|\\)[{CJK}]")
 
 
 def has_chinese(text: str) -> bool:
@@ -147,8 +147,9 @@ def entry_problems(msgid: str, msgstr: str) -> list[str]:
         problems.append("not in the English: " + ", ".join(sorted(extra)))
     if has_chinese(msgstr):
         problems += _spacing_problems(msgstr)
-    elif re.search(r"[A-Za-z]{3,}", _strip_roles(_CODE.sub(" ", _MATH.sub(" ", msgid)))) and \
-            msgstr == msgid and len(msgid.split()) > 3 and not _is_formula(msgid):
+    elif msgstr == msgid and not _is_formula(msgid) and len(re.findall(
+            r"(?<![\w/.-])[A-Za-z]{3,}(?![\w/.-])",
+            _strip_roles(_CODE.sub(" ", _MATH.sub(" ", msgid))))) >= 3:
         problems.append("copied, not translated")
     if msgid.count("\n") != msgstr.count("\n") and msgid.lstrip().startswith(("|", "-")):
         problems.append("line structure differs")
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         report = check(args.pages or None)
         total = 0
-        for page, problems in report.items():
+        for problems in report.values():
             for line in problems:
                 print(line)
             total += len(problems)

@@ -34,6 +34,9 @@ from sphinx.transforms import SphinxTransform
 _TRANSLATED_SOURCE = re.compile(r"^(?P<path>.+?):(?P<line>\d+|None):<translated>$")
 # source path of a page -> the notebook renderer that holds its glue data
 _RENDERERS: dict[str, object] = {}
+# Set by `course_placeholder_glue = True` (tools/build_book.py --no-execute): with no outputs
+# at all, every glued value is "0", so a glued figure still has its caption for the catalogs.
+_PLACEHOLDERS = {"on": False}
 
 ZH = "zh"           # the Chinese edition's folder under the English site
 LANGUAGES = {"en": "English", "zh_CN": "中文"}
@@ -66,6 +69,15 @@ def _with_fallback(retrieve):
         source = str(document.get("source", "") or "")
         if "nb_renderer" in document:
             _RENDERERS[source] = document["nb_renderer"]
+            if _PLACEHOLDERS["on"]:
+                from myst_nb.core.variables import RetrievalError
+                from myst_nb.ext.glue.utils import VariableOutput
+
+                try:
+                    return retrieve(document, key)
+                except RetrievalError:
+                    return VariableOutput(data={"text/plain": "0"}, metadata={},
+                                          nb_renderer=document["nb_renderer"], vtype="glue")
             return retrieve(document, key)
         match = _TRANSLATED_SOURCE.match(source)
         renderer = _RENDERERS.get(match["path"]) if match else None
@@ -114,6 +126,7 @@ def _language_switch(app, pagename, templatename, context, doctree):
 
 
 def _configure(app, config):
+    _PLACEHOLDERS["on"] = bool(config.course_placeholder_glue)
     templates = str(Path(__file__).with_name("templates"))
     if templates not in config.templates_path:
         config.templates_path.append(templates)
@@ -133,7 +146,9 @@ def _configure(app, config):
 
 def setup(app):
     _patch_glue_lookup()
+    app.add_config_value("course_placeholder_glue", False, "env")
     app.add_transform(MarkOutputsUntranslatable)
     app.connect("config-inited", _configure)
-    app.connect("html-page-context", _language_switch)
+    # before the theme drops header templates that render empty (pydata-sphinx-theme, 500)
+    app.connect("html-page-context", _language_switch, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
