@@ -47,11 +47,21 @@ def _is_chinese(config) -> bool:
 
 
 class MarkOutputsUntranslatable(SphinxTransform):
-    """Keep every node inside a code cell's output out of the catalogs (runs before Locale)."""
+    """Keep every node inside a code cell's output out of the catalogs, and let every Markdown
+    table in (runs before Sphinx's Locale transform)."""
 
     default_priority = 10   # sphinx.transforms.i18n.Locale runs at 20
 
     def apply(self, **kwargs):
+        # A Markdown table inside a directive (an erratum's dropdown) comes out of MyST with
+        # cells that record no source, and Sphinx skips a node without one: give each cell its
+        # table's source and line, so that the table is translated like any other.
+        for table in self.document.findall(nodes.table):
+            if not table.source:
+                continue
+            for cell in table.findall(nodes.paragraph):
+                if not cell.source:
+                    cell.source, cell.line = table.source, table.line
         for container in self.document.findall(nodes.container):
             if "cell_output" not in container.get("classes", []):
                 continue
