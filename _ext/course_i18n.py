@@ -39,6 +39,8 @@ _RENDERERS: dict[str, object] = {}
 _PLACEHOLDERS = {"on": False}
 
 ZH = "zh"           # the Chinese edition's folder under the English site
+FOOTER_ZH = ('<p>本书每一页上的每一个数字，都由该页的代码计算得出；参见'
+             '<a href="intro.html#how-the-numbers-are-checked">数字如何核验</a>。</p>')
 LANGUAGES = {"en": "English", "zh_CN": "中文"}
 
 
@@ -151,6 +153,8 @@ def _configure(app, config):
         # The Chinese pages' launch buttons open the Chinese notebooks (zh/book/*.md, made by
         # `make notebooks-zh` and kept current by tests/test_translation.py).
         options["path_to_docs"] = ZH
+        if options.get("extra_footer"):
+            options["extra_footer"] = FOOTER_ZH
     config.html_theme_options = options
 
 

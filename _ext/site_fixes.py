@@ -42,7 +42,9 @@ def _alt_text(app, doctree, docname):
             parent = parent.parent
         captions = list(parent.findall(nodes.caption)) if parent is not None else []
         text = " ".join(captions[0].astext().split()) if captions else ""
-        image["alt"] = text or "Figure drawn by the code cell above"
+        chinese = str(app.config.language or "").startswith("zh")
+        image["alt"] = text or ("上方代码单元绘制的图" if chinese
+                                else "Figure drawn by the code cell above")
 
 
 def setup(app):

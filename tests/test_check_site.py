@@ -92,3 +92,51 @@ def test_the_site_is_served_over_http(tmp_path):
             assert r.read() == b"<p>hello</p>"
     finally:
         server.shutdown()
+
+
+def _edition(root: Path, rel: str, lang: str, switch: str | None, glued: list[str],
+             prose: str = "") -> None:
+    page = root / rel
+    page.parent.mkdir(parents=True, exist_ok=True)
+    link = f'<a class="course-language-switch" href="{switch}">x</a>' if switch else ""
+    spans = " ".join(f'<span class="output text_plain">{v}</span>' for v in glued)
+    output = _out("text_plain", '<span class="output text_plain">9</span>')   # not glue
+    page.write_text(f'<html lang="{lang}"><body>{link}<article><p>{prose} {spans}</p>'
+                    f"{output}</article></body></html>")
+
+
+def test_the_two_editions_must_agree(tmp_path):
+    chinese = "这是中文的一段话，" * 10
+    _edition(tmp_path, "book/01_x.html", "en", "../zh/book/01_x.html", ["1,708", "3.5"])
+    _edition(tmp_path, "zh/book/01_x.html", "zh-CN", "../../book/01_x.html",
+             ["3.5", "1,708"], chinese)
+    en, zh = tmp_path / "book/01_x.html", tmp_path / "zh/book/01_x.html"
+    assert check_site.counterpart("book/01_x.html") == "zh/book/01_x.html"
+    assert check_site.counterpart("zh/book/01_x.html") == "book/01_x.html"
+    assert check_site.glued_values(zh.read_text()) == ["3.5", "1,708"]   # outputs skipped
+    assert check_site.edition_problems(en, tmp_path) == []
+    assert check_site.edition_problems(zh, tmp_path) == []
+    # a glued value that differs, a missing switch, a wrong language, untranslated prose
+    _edition(tmp_path, "zh/book/01_x.html", "zh-CN", "../../book/01_x.html", ["3.6", "1,708"],
+             chinese)
+    assert "only in English: ['3.5'], only here: ['3.6']" in \
+        check_site.edition_problems(zh, tmp_path)[0]
+    _edition(tmp_path, "zh/book/01_x.html", "en", None, ["3.5", "1,708"], "English only")
+    problems = check_site.edition_problems(zh, tmp_path)
+    assert "<html lang='en'>" in problems and "no language switch" in problems
+    assert any("not translated" in p for p in problems)
+    _edition(tmp_path, "book/01_x.html", "en", "../zh/book/02_y.html", [])
+    assert "not zh/book/01_x.html" in check_site.edition_problems(en, tmp_path)[0]
+    (tmp_path / "book/02_z.html").write_text('<html lang="en"></html>')
+    assert check_site.edition_problems(tmp_path / "book/02_z.html", tmp_path) == \
+        ["no Chinese page zh/book/02_z.html"]
+
+
+def test_a_chinese_chapter_opens_the_chinese_notebook_on_binder(tmp_path):
+    page = tmp_path / "zh" / "book" / "01_x.html"
+    page.parent.mkdir(parents=True)
+    url = "https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/{}"
+    page.write_text(f'<a href="{url.format("zh/book/01_x.md")}">b</a>')
+    assert check_site.binder_problem(page, tmp_path) is None
+    page.write_text(f'<a href="{url.format("book/01_x.md")}">b</a>')
+    assert "does not open zh/book/01_x.md" in check_site.binder_problem(page, tmp_path)

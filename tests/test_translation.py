@@ -98,6 +98,9 @@ def test_checker_catches_what_it_should():
     ]:
         problems = translation.entry_problems(english, broken)
         assert any(what in p for p in problems), (broken, problems)
+    heading = translation.entry_problems("1. Tokens", "1. 词元")
+    assert any("starts like a list" in p for p in heading), heading
+    assert translation.entry_problems("1. Tokens", "1\\. 词元") == []
     prose = "Every chapter ends with exercises that transfer the idea."
     assert any("copied" in p for p in translation.entry_problems(prose, prose))
     formula = r"\mathrm{score}(q, d) = \sum_{t \in q} \mathrm{idf}(t)"

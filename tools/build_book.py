@@ -31,7 +31,9 @@ CACHE = BUILD / ".jupyter_cache"
 EDITIONS = {
     "html": ("html", BUILD / "html", BUILD / ".doctrees", {}),
     "zh": ("html", BUILD / "html" / "zh", BUILD / ".doctrees-zh",
-           {"language": "zh_CN", "html_title": "All you need about LLMs（中文版）"}),
+           {"language": "zh_CN", "html_title": "All you need about LLMs（中文版）",
+            # myst-nb's labels on folded code cells ("Show code cell source")
+            "nb_code_prompt_show": "展开代码单元", "nb_code_prompt_hide": "收起代码单元"}),
     "gettext": ("gettext", BUILD / "gettext", BUILD / ".doctrees-gettext", {}),
 }
 

@@ -151,6 +151,10 @@ def entry_problems(msgid: str, msgstr: str) -> list[str]:
             r"(?<![\w/.-])[A-Za-z]{3,}(?![\w/.-])",
             _strip_roles(_CODE.sub(" ", _MATH.sub(" ", msgid))))) >= 3:
         problems.append("copied, not translated")
+    if re.match(r"(?:\d+[.)]|[-+*]|#{1,6}|>)(?: |$)", msgstr):
+        # Sphinx parses a translation as a new Markdown block: "1. 词元" would become a list
+        # and the heading would silently stay English.
+        problems.append("starts like a list, heading or quote: escape it (1\\. or \\+)")
     if msgid.count("\n") != msgstr.count("\n") and msgid.lstrip().startswith(("|", "-")):
         problems.append("line structure differs")
     return problems
