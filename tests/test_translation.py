@@ -107,6 +107,26 @@ def test_checker_catches_what_it_should():
     assert translation.entry_problems(formula, formula) == []
 
 
+CHAPTERS = [page for page in PAGES if page[:2].isdigit()]
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_each_chapter_glosses_its_terms(page):
+    """The first use of a terms.tsv term in a chapter gives the English: 量化（quantization）."""
+    missing = translation.glossing_report([page])[page]
+    assert not missing, f"{page} never glosses: {missing}"
+
+
+def test_glossing_report_finds_an_unglossed_term(tmp_path, monkeypatch):
+    catalog = polib.POFile()
+    for msgid, msgstr in [("Title", "标题"), ("Quantization maps numbers.", "量化把数映射。"),
+                          ("Pruning removes weights.", "**剪枝**（pruning）去掉权重。")]:
+        catalog.append(polib.POEntry(msgid=msgid, msgstr=msgstr))
+    catalog.save(str(tmp_path / "x.po"))
+    monkeypatch.setattr(translation, "LOCALE", tmp_path)
+    assert translation.glossing_report(["x"]) == {"x": ["量化（quantization）"]}
+
+
 def test_chinese_notebooks_are_current():
     status = notebooks_zh.write_all(check_only=True)
     assert status == 0, "zh/book/ differs from the book and catalogs: run `make notebooks-zh`"

@@ -160,6 +160,55 @@ def entry_problems(msgid: str, msgstr: str) -> list[str]:
     return problems
 
 
+def terms() -> list[tuple[str, str]]:
+    """(English, Chinese) pairs from terms.tsv that a page must gloss at first use: terms whose
+    English is unambiguous as a word (not "key", "value", "loss", ...; those carry a
+    parenthesised sense in terms.tsv) and whose Chinese differs from the English."""
+    pairs = []
+    for line in TERMS.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        english, chinese = line.split("\t")
+        if "(" in english or "/" in english or "/" in chinese or english == chinese:
+            continue
+        if english in ("Key takeaways", "loss", "gradient", "weight", "parameter", "bias",
+                       "attention", "policy", "preference", "agent", "retrieval", "rank",
+                       "evaluation", "baseline", "seed", "passage", "reader", "held-out"):
+            continue        # headings, and everyday words a page may use before its topic
+        if "（" in chinese:
+            chinese = chinese.split("（")[0]
+        pairs.append((english, chinese))
+    return pairs
+
+
+_STRONG = re.compile(r"\*\*|\*")
+
+
+def glossing_report(pages: list[str] | None = None) -> dict[str, list[str]]:
+    """page -> the listed terms it uses (English in its messages, Chinese in its translations)
+    but never glosses as 中文（English）: the first use in a page gives the English."""
+    import polib
+
+    report = {}
+    for page, path in catalogs(pages).items():
+        # the page's title (its first message) is not where a term is glossed
+        entries = [e for e in polib.pofile(str(path)) if not e.obsolete][1:]
+        english = " ".join(e.msgid for e in entries)
+        chinese = _STRONG.sub("", " ".join(e.msgstr for e in entries))
+        missing = []
+        for term_en, term_zh in terms():
+            if not re.search(rf"(?<![\w-]){re.escape(term_en)}(?![\w-])", english, re.I):
+                continue
+            if term_zh not in chinese:
+                continue
+            glosses = re.findall(rf"{re.escape(term_zh)}[^（。，]{{0,12}}（([^）]*)）", chinese)
+            head = term_en.lower().split()[0][:5]
+            if not any(head in g.lower() for g in glosses):
+                missing.append(f"{term_zh}（{term_en}）")
+        report[page] = missing
+    return report
+
+
 def catalogs(pages: list[str] | None = None) -> dict[str, Path]:
     found = {p.stem: p for p in sorted(LOCALE.glob("*.po"))}
     if pages:
