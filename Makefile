@@ -120,4 +120,5 @@ clean:
 	rm -rf _build .jupyter_cache .pytest_cache .ruff_cache bench/*.tmp
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 	find book -name '*.ipynb' -delete
+	find locale -name '*.mo' -delete
 	rm -rf book/.ipynb_checkpoints
