@@ -20,7 +20,9 @@ import re
 import sys
 from dataclasses import dataclass
 
-from translation import BOOK, LOCALE, ZH_BOOK, atomic_write
+from translation import BOOK, LOCALE, ZH_BOOK
+
+from course_lib.files import atomic_write_bytes
 
 HEADER = ("<!-- 本文件由 tools/notebooks_zh.py 从 book/{page}.md 和 "
           "locale/zh_CN/LC_MESSAGES/book/{page}.po 生成（make notebooks-zh），请勿手工修改。 -->\n")
@@ -190,7 +192,8 @@ def write_all(check_only: bool = False) -> int:
         if current != text:
             stale.append(page)
             if not check_only:
-                atomic_write(target, text)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target, text.encode("utf-8"))   # LF on every OS
     for u in problems:
         print(f"{u.page}:{u.line} not placed: {u.msgid[:80]!r}", file=sys.stderr)
     if check_only:

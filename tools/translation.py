@@ -21,10 +21,8 @@ citations, link and cross-reference targets. The house rules for the Chinese tex
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -277,19 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     from notebooks_zh import write_all  # noqa: E402  (tools/notebooks_zh.py)
 
     return write_all(check_only=args.check)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 if __name__ == "__main__":
